@@ -1,0 +1,172 @@
+"""Contraction of convolutional vector fields: conv matrices, matrix measures, certificates, estimates.
+
+Everything here is a pure function of tensors. Equation labels refer to chapter 1 of the book
+(``book/01_contraction.ipynb``). Conventions: a state ``x`` has shape (C, H, W) and ``vec(x)`` is its
+row-major flattening; a conv weight ``K`` has shape (C_out, C_in, k, k) with k odd, stride 1 and zero
+padding k // 2, so the conv maps (C_in, H, W) to (C_out, H, W).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cnode import checks
+
+
+def conv_matrix(weight: Tensor, height: int, width: int) -> Tensor:
+    """Dense matrix ``M`` with ``M vec(x) = vec(conv2d(x, weight))`` (eq. ``conv-matrix``).
+
+    weight: (C_out, C_in, k, k). Returns (C_out*H*W, C_in*H*W). Column j is the conv of the j-th basis image,
+    so the matrix equals ``F.conv2d`` by construction (doubly block Toeplitz for zero padding).
+    """
+    c_in, k = weight.shape[1], weight.shape[-1]
+    n_in = c_in * height * width
+    basis = torch.eye(n_in, dtype=weight.dtype, device=weight.device).reshape(n_in, c_in, height, width)
+    columns = F.conv2d(basis, weight, padding=k // 2)  # (n_in, C_out, H, W)
+    return columns.reshape(n_in, -1).T
+
+
+def log_norm(matrix: Tensor, p: int | str) -> Tensor:
+    """Matrix measure (log-norm) ``mu_p(A)`` for p in {1, 2, "inf"} (eq. ``log-norms``); batched over ``...``.
+
+    ``mu_2(A) = lambda_max((A + A^T)/2)``, ``mu_inf(A) = max_i (a_ii + sum_{j != i} |a_ij|)``,
+    ``mu_1(A) = mu_inf(A^T)``. matrix: (..., n, n); returns (...).
+    """
+    if p == 2:
+        return torch.linalg.eigvalsh((matrix + matrix.mT) / 2)[..., -1]
+    if p in ("inf", math.inf):
+        diag = matrix.diagonal(dim1=-2, dim2=-1)
+        return (diag + matrix.abs().sum(-1) - diag.abs()).max(-1).values
+    if p == 1:
+        return log_norm(matrix.mT, "inf")
+    raise ValueError(f"p must be one of [1, 2, 'inf'], got {p!r}")
+
+
+def weight_margin(weight: Tensor, a: float, b: float) -> Tensor:
+    """Per-channel margin ``2(a+b) K[i,i,c,c] + b(||K[i,:,:,:]||_1 + ||K[:,i,:,:]||_1)`` (eq. ``weight-cond``).
+
+    c is the centre tap. weight: (C, C, k, k), or (L, C, C, k, k) for L layers; returns (C,) or (L, C).
+    A margin <= -2 rho for every channel certifies ``mu_2(D K) <= -rho`` for every diagonal D in [a, b]
+    (Gershgorin on the symmetric part; the absolute sums include the diagonal tap).
+    """
+    checks.slopes(a, b)
+    c = weight.shape[-1] // 2
+    centre = weight[..., c, c].diagonal(dim1=-2, dim2=-1)  # K[i, i, c, c]
+    rows = weight.abs().sum(dim=(-3, -2, -1))  # ||K[i, :, :, :]||_1
+    cols = weight.abs().sum(dim=(-4, -2, -1))  # ||K[:, i, :, :]||_1
+    return 2 * (a + b) * centre + b * (rows + cols)
+
+
+def certified_rate(weight: Tensor, a: float, b: float) -> Tensor:
+    """Rate certified by the weight condition: ``-max_i margin_i / 2`` (eq. ``cert-rate``).
+
+    ``mu_2(D K) <= -certified_rate`` for every diagonal D with entries in [a, b]. Negative: no guarantee.
+    weight: (C, C, k, k) -> scalar; (L, C, C, k, k) -> (L,).
+    """
+    return -weight_margin(weight, a, b).max(-1).values / 2
+
+
+def with_certified_rate(weight: Tensor, rho: float, a: float, b: float) -> Tensor:
+    """Copy of ``weight`` whose centre taps make every channel's margin exactly ``-2 rho`` (eq. ``cert-rate``).
+
+    Solving ``2(a+b) k_ii + b(R'_i + C'_i - 2 k_ii) = -2 rho`` (k_ii < 0; R', C' the off-diagonal sums)
+    gives ``k_ii = -(2 rho + b (R'_i + C'_i)) / (2 a)``. ``rho`` may be negative (a kernel with no guarantee).
+    """
+    checks.slopes(a, b)
+    c = weight.shape[-1] // 2
+    out = weight.clone()
+    idx = torch.arange(weight.shape[0])
+    out[idx, idx, c, c] = 0.0
+    off = out.abs().sum(dim=(1, 2, 3)) + out.abs().sum(dim=(0, 2, 3))
+    centre = -(2 * rho + b * off) / (2 * a)
+    if (centre > 0).any():
+        raise ValueError(f"rho={rho} is too negative for this kernel: the centre taps would turn positive")
+    out[idx, idx, c, c] = centre
+    return out
+
+
+def sym_jacobian_dense(weight: Tensor, slope: Tensor) -> Tensor:
+    """Dense symmetric part ``(J + J^T)/2`` of ``J = D K`` (eq. ``jacobian``), for checks at small sizes.
+
+    slope: (B, C, H, W), the activation slopes ``sigma'(K x + b)`` that form D. Returns (B, n, n).
+    """
+    height, width = slope.shape[-2:]
+    matrix = conv_matrix(weight, height, width)
+    jac = slope.reshape(slope.shape[0], -1, 1) * matrix
+    return (jac + jac.mT) / 2
+
+
+def sym_jacobian_matvec(weight: Tensor, slope: Tensor, v: Tensor) -> Tensor:
+    """``S v`` with ``S = (J + J^T)/2``, ``J v = D conv(v)``, ``J^T v = conv_transpose(D v)`` (eq. ``jacobian``).
+
+    weight: (C, C, k, k); slope, v: (B, C, H, W). Never forms a matrix: two convs per product.
+    """
+    pad = weight.shape[-1] // 2
+    jv = slope * F.conv2d(v, weight, padding=pad)
+    jtv = F.conv_transpose2d(slope * v, weight, padding=pad)
+    return (jv + jtv) / 2
+
+
+def _lanczos_ritz(weight: Tensor, slope: Tensor, iters: int, v0: Tensor | None,
+                  generator: torch.Generator | None) -> Tensor:
+    """Top Ritz vector of S after ``iters`` Lanczos steps with full reorthogonalization; (B, C, H, W).
+
+    On breakdown (an invariant subspace found) a fresh random direction orthogonal to the basis continues
+    the iteration with a zero off-diagonal, so every Ritz value stays an eigenvalue of a compression of S.
+    """
+    shape = slope.shape
+    bsz, n = shape[0], slope[0].numel()
+    steps = min(iters, n)
+    q = v0 if v0 is not None else torch.randn(shape, generator=generator, dtype=slope.dtype)
+    q = q.to(slope).reshape(bsz, n)
+    q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    basis, alphas, betas = [q], [], []
+    for j in range(steps):
+        w = sym_jacobian_matvec(weight, slope, basis[-1].reshape(shape)).reshape(bsz, n)
+        alphas.append((w * basis[-1]).sum(1))
+        stacked = torch.stack(basis, 1)  # (B, j+1, n)
+        for _ in range(2):  # classical Gram-Schmidt twice: full reorthogonalization
+            w = w - torch.einsum("bj,bjn->bn", torch.einsum("bn,bjn->bj", w, stacked), stacked)
+        if j == steps - 1:
+            break
+        beta = w.norm(dim=1)
+        scale = alphas[-1].abs().clamp_min(1.0)
+        broke = beta <= 1e-10 * scale
+        if broke.any():
+            fresh = torch.randn(bsz, n, generator=generator, dtype=slope.dtype).to(slope)
+            for _ in range(2):
+                fresh = fresh - torch.einsum("bj,bjn->bn", torch.einsum("bn,bjn->bj", fresh, stacked), stacked)
+            w = torch.where(broke[:, None], fresh, w)
+            beta = torch.where(broke, torch.zeros_like(beta), beta)
+        betas.append(beta)
+        basis.append(w / w.norm(dim=1, keepdim=True).clamp_min(1e-30))
+    m = len(alphas)
+    tri = torch.diag_embed(torch.stack(alphas, 1))
+    if m > 1:
+        off = torch.diag_embed(torch.stack(betas, 1), offset=1)
+        tri = tri + off + off.mT
+    _, vecs = torch.linalg.eigh(tri)
+    ritz = torch.einsum("bj,bjn->bn", vecs[:, :, -1], torch.stack(basis[:m], 1))
+    return (ritz / ritz.norm(dim=1, keepdim=True)).reshape(shape)
+
+
+def sym_jacobian_lambda_max(weight: Tensor, slope: Tensor, iters: int = 30, v0: Tensor | None = None,
+                            generator: torch.Generator | None = None,
+                            return_vector: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """Matrix-free estimate of ``lambda_max((J + J^T)/2)`` for ``J = D K``, batched (eq. ``lambda-max``).
+
+    weight: (C, C, k, k); slope: (B, C, H, W) = ``sigma'(K x + b)`` at the states. Returns (B,).
+    Lanczos (``iters`` matrix-vector products, full reorthogonalization) runs without autograd; the estimate
+    is the Rayleigh quotient ``v^T S v`` of the top Ritz vector v, differentiable in ``weight`` and ``slope``
+    (the gradient of a simple eigenvalue is ``v^T dS v``). It never exceeds the true value. ``v0`` warm-starts
+    the iteration (e.g. with the vector from the previous training step, ``return_vector=True``).
+    """
+    checks.positive_int("iters", iters)
+    with torch.no_grad():
+        vec = _lanczos_ritz(weight.detach(), slope.detach(), iters, v0, generator)
+    value = (vec * sym_jacobian_matvec(weight, slope, vec)).flatten(1).sum(1)
+    return (value, vec) if return_vector else value
