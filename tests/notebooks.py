@@ -1,0 +1,44 @@
+"""Helpers for the notebook tests: run a chapter with papermill, read back what it glued."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+
+
+def chapters() -> list[Path]:
+    """Every chapter notebook of the book, in order."""
+    return sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
+
+
+def run(notebook: Path, out: Path, **parameters: Any) -> nbformat.NotebookNode:
+    """Execute ``notebook`` into ``out`` with papermill (cwd = book/) and return the executed notebook."""
+    import papermill
+
+    papermill.execute_notebook(str(notebook), str(out), parameters=parameters, cwd=str(BOOK),
+                               kernel_name="python3", progress_bar=False)
+    return nbformat.read(out, as_version=4)
+
+
+def glued(nb: nbformat.NotebookNode) -> dict[str, Any]:
+    """Values glued with ``myst_nb.glue``, parsed from their text/plain representation."""
+    values: dict[str, Any] = {}
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name is None:
+                continue
+            data = {key.split("/", 2)[-1] if key.startswith("application/papermill.record/") else key: value
+                    for key, value in output.get("data", {}).items()}
+            text = data.get("text/plain")
+            try:
+                values[name] = ast.literal_eval(text) if text is not None else data
+            except (ValueError, SyntaxError):
+                values[name] = text
+    return values

@@ -1,0 +1,72 @@
+"""Papermill smoke runs of every chapter at a tiny setting, asserting on the values each one glues,
+plus the book conventions every chapter must keep."""
+
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from notebooks import BOOK, ROOT, chapters, glued, run
+
+
+def check_contraction(values: dict) -> None:
+    assert values["violations"] == 0
+    assert values["gap_min"] >= 0
+    assert values["conv_error"] < 1e-12
+    assert values["observed_rate"] >= 2.0  # the smoke run certifies rho = 2
+    assert values["traj_lambda_max"] <= -2.0
+    assert values["authors_init_rate"] == pytest.approx(-114.5)
+    assert values["h_star"] < values["h_contracting"]
+    assert values["shrink_paper"] == pytest.approx(math.exp(-0.2), abs=1e-3)
+
+
+#: chapter stem -> (tiny parameters, assertions on the glued values). Every chapter needs an entry.
+SMOKE = {
+    "01_contraction": (dict(kernels=6, starts=2, size=4, channels=2, rho=2.0), check_contraction),
+}
+
+
+def test_every_chapter_has_a_smoke_run_and_is_in_the_toc():
+    stems = [nb.stem for nb in chapters()]
+    assert stems and set(stems) == set(SMOKE)
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [entry["file"] for entry in toc["chapters"]]
+    assert files == [f"book/{stem}" for stem in stems]
+
+
+@pytest.mark.parametrize("notebook", chapters(), ids=lambda p: p.stem)
+def test_chapter_conventions(notebook: Path):
+    nb = nbformat.read(notebook, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    for node in ast.parse(params[0].source).body:  # plain literals, each with a comment
+        assert isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Constant)
+    for line in params[0].source.splitlines():
+        assert "#" in line, f"parameter without a comment: {line!r}"
+    for cell in code:
+        tree = ast.parse(cell.source)
+        assert not any(isinstance(n, ast.FunctionDef | ast.ClassDef) for n in ast.walk(tree)), "logic belongs in src/"
+        assert not any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+    assert all(c.execution_count for c in code if c.source.strip()), "committed notebooks are executed"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("stem", sorted(SMOKE))
+def test_chapter_smoke_run(stem: str, tmp_path: Path):
+    parameters, check = SMOKE[stem]
+    nb = run(BOOK / f"{stem}.ipynb", tmp_path / f"{stem}.ipynb", **parameters)
+    check(glued(nb))
+
+
+@pytest.mark.notebook
+def test_bad_parameter_is_one_clear_line(tmp_path: Path):
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError, match="rho must be > 0, got -1"):
+        run(BOOK / "01_contraction.ipynb", tmp_path / "bad.ipynb", rho=-1.0, kernels=2)
