@@ -59,3 +59,110 @@ def contractive_init_(conv: nn.Conv2d, value: float = -5.0) -> nn.Conv2d:
     with torch.no_grad():
         conv.weight.copy_(value * torch.eye(conv.kernel_size[0], dtype=conv.weight.dtype))
     return conv
+
+
+SOLVERS = ("euler", "rk4")
+
+
+def _rk4_step(field, x: Tensor, h: float) -> Tensor:
+    """One step of torchdiffeq's fixed-grid "rk4" (the 3/8 rule), so both paths give the same numbers."""
+    k1 = field(x)
+    k2 = field(x + h * k1 / 3)
+    k3 = field(x + h * (k2 - k1 / 3))
+    k4 = field(x + h * (k1 - k2 + k3))
+    return x + (k1 + 3 * (k2 + k3) + k4) * (h / 8)
+
+
+class ConvNODE(nn.Module):
+    """The paper's classifier (section 2): ``x0 = sigma(conv0(u))``, a conv NODE on [0, T], a linear head.
+
+    The NODE ``dx/dt = sigma(K(t) * x + b(t))`` (eq. ``cnode``) has one C -> C 3x3 conv per solver step
+    (piecewise constant in time); ``steps`` fixed steps of size ``h = T / steps`` with ``solver`` in
+    {"euler", "rk4"}. Input (B, 1, 28, 28) in [0, 1]; logits (B, 10). ``init="contractive"`` applies the
+    authors' ``-5 I3`` broadcast to every NODE conv; ``"default"`` keeps PyTorch's init.
+    """
+
+    def __init__(self, channels: int = 8, steps: int = 10, T: float = 0.1, solver: str = "euler",
+                 a: float = 0.1, b: float = 1.0, init: str = "default", image_size: int = 28,
+                 classes: int = 10) -> None:
+        super().__init__()
+        checks.positive_int("channels", channels)
+        checks.positive_int("steps", steps)
+        checks.positive("T", T)
+        self.solver = checks.one_of("solver", solver, SOLVERS)
+        checks.one_of("init", init, ("default", "contractive"))
+        self.steps, self.T, self.h = steps, T, T / steps
+        self.act = SmoothLeakyReLU(a, b)
+        self.inp = nn.Conv2d(1, channels, 3, padding=1)
+        self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(steps))
+        self.head = nn.Linear(channels * image_size * image_size, classes)
+        if init == "contractive":
+            for conv in self.convs:
+                contractive_init_(conv)
+
+    def lift(self, u: Tensor) -> Tensor:
+        """Input layer ``x0 = sigma(conv0(u))``: (B, 1, H, W) -> (B, C, H, W)."""
+        return self.act(self.inp(u))
+
+    def field(self, k: int, x: Tensor) -> Tensor:
+        """Vector field of step k: ``sigma(K_k * x + b_k)``."""
+        return self.act(self.convs[k](x))
+
+    def slope(self, k: int, x: Tensor) -> Tensor:
+        """``sigma'(K_k * x + b_k)``: the diagonal D of the Jacobian ``D K_k`` at x (eq. ``jacobian``)."""
+        return self.act.slope(self.convs[k](x))
+
+    def step(self, k: int, x: Tensor) -> Tensor:
+        """One fixed step of size h with the conv of step k."""
+        if self.solver == "euler":
+            return x + self.h * self.field(k, x)
+        return _rk4_step(lambda y: self.field(k, y), x, self.h)
+
+    def flow(self, x: Tensor, odeint_method: str | None = None) -> list[Tensor]:
+        """States ``[x_0, ..., x_N]`` of the NODE from x_0 by our loop, or through ``torchdiffeq.odeint``.
+
+        ``odeint_method`` (e.g. "euler", "rk4", "dopri5") integrates each step's interval [0, h] with
+        torchdiffeq and that step's conv, so the piecewise-constant K(t) is respected exactly.
+        """
+        states = [x]
+        for k in range(self.steps):
+            if odeint_method is None:
+                x = self.step(k, x)
+            else:
+                from torchdiffeq import odeint
+
+                span = torch.tensor([0.0, self.h], dtype=x.dtype, device=x.device)
+                x = odeint(lambda t, y, k=k: self.field(k, y), x, span, method=odeint_method)[-1]
+            states.append(x)
+        return states
+
+    def forward(self, u: Tensor, return_states: bool = False,
+                odeint_method: str | None = None) -> Tensor | tuple[Tensor, list[Tensor]]:
+        states = self.flow(self.lift(u), odeint_method)
+        logits = self.head(states[-1].flatten(1))
+        return (logits, states) if return_states else logits
+
+    def node_weights(self) -> Tensor:
+        """The NODE conv kernels stacked: (steps, C, C, 3, 3)."""
+        return torch.stack([conv.weight for conv in self.convs])
+
+
+class CNN(nn.Module):
+    """Plain CNN baseline with a parameter count close to ConvNODE's: 3x3 convs, then the same linear head.
+
+    ``layers`` C -> C convs with the same activation but no weight sharing in time and no ODE structure.
+    """
+
+    def __init__(self, channels: int = 8, layers: int = 2, a: float = 0.1, b: float = 1.0,
+                 image_size: int = 28, classes: int = 10) -> None:
+        super().__init__()
+        self.act = SmoothLeakyReLU(a, b)
+        self.inp = nn.Conv2d(1, channels, 3, padding=1)
+        self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(layers))
+        self.head = nn.Linear(channels * image_size * image_size, classes)
+
+    def forward(self, u: Tensor) -> Tensor:
+        x = self.act(self.inp(u))
+        for conv in self.convs:
+            x = self.act(conv(x))
+        return self.head(x.flatten(1))

@@ -1,0 +1,122 @@
+"""Run configurations: one frozen, validated dataclass per training run, built from a named profile.
+
+``RunConfig.from_profile("cpu", regularizer="weight", rho=1)`` starts from the profile's values and applies
+overrides; an unknown field or a bad value raises one ``ValueError`` line. ``cfg.key()`` is a stable hash of
+every field that changes the result (not ``device``: a run is the same experiment on CPU or GPU; the store
+records where it ran).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+from cnode import checks
+from cnode.data import FOLDERS
+
+#: Bump when a change in training code makes stored results stale; it is part of every key.
+SCHEMA = 1
+
+REGULARIZERS = ("none", "weight", "jacobian")
+MODELS = ("cnode", "cnn")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one training run. Units: ``T`` in time, ``lr`` per Adam step, ``rho`` 1/time."""
+
+    profile: str = "cpu"  # the profile this config was built from (results/<profile>/)
+    dataset: str = "mnist"  # "mnist" or "fashion"
+    model: str = "cnode"  # "cnode" (the paper's) or "cnn" (baseline)
+    regularizer: str = "none"  # "none", "weight" (R_W) or "jacobian" (R_J)
+    rho: float = 1.0  # target contraction rate of the regularizer
+    gamma: float = 1.0  # weight of the regularizer in the loss: CE + gamma * R
+    jacobian_iters: int = 10  # Lanczos products per lambda_max estimate (R_J only)
+    channels: int = 8  # C
+    steps: int = 10  # N solver steps, one conv each
+    T: float = 0.1  # horizon; step size h = T / steps
+    solver: str = "euler"  # "euler" or "rk4" (fixed grid)
+    a: float = 0.1  # activation slope bounds
+    b: float = 1.0
+    init: str = "auto"  # "default", "contractive" (authors' -5 I3), "auto": contractive iff regularized
+    optimizer: str = "adam"
+    lr: float = 5e-2
+    lr_decay: float = 0.7  # StepLR gamma, applied once per epoch
+    epochs: int = 5
+    batch_size: int = 128
+    train_subset: int | None = None  # first n training images; None: all 60000
+    test_subset: int | None = None  # first n test images for per-epoch accuracy; None: all 10000
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu" or "cuda" (not part of the key)
+
+    def __post_init__(self) -> None:
+        checks.one_of("profile", self.profile, PROFILES)
+        checks.one_of("dataset", self.dataset, FOLDERS)
+        checks.one_of("model", self.model, MODELS)
+        checks.one_of("regularizer", self.regularizer, REGULARIZERS)
+        if self.model == "cnn" and self.regularizer != "none":
+            raise ValueError("regularizer must be 'none' for the cnn baseline")
+        checks.nonnegative("rho", self.rho)
+        checks.nonnegative("gamma", self.gamma)
+        for name in ("jacobian_iters", "channels", "steps", "epochs", "batch_size"):
+            checks.positive_int(name, getattr(self, name))
+        checks.positive("T", self.T)
+        checks.one_of("solver", self.solver, ("euler", "rk4"))
+        checks.slopes(self.a, self.b)
+        checks.one_of("init", self.init, ("auto", "default", "contractive"))
+        if self.init == "auto":
+            object.__setattr__(self, "init", "default" if self.regularizer == "none" else "contractive")
+        checks.one_of("optimizer", self.optimizer, ("adam", "sgd"))
+        checks.positive("lr", self.lr)
+        checks.positive("lr_decay", self.lr_decay)
+        for name in ("train_subset", "test_subset"):
+            if getattr(self, name) is not None:
+                checks.positive_int(name, getattr(self, name))
+        checks.nonnegative("seed", self.seed)
+        checks.one_of("device", self.device, DEVICES)
+
+    @classmethod
+    def from_profile(cls, profile: str, **overrides: Any) -> RunConfig:
+        """The profile's settings with ``overrides`` applied; unknown names are an error."""
+        checks.one_of("profile", profile, PROFILES)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown RunConfig field {unknown[0]!r}; known fields: {', '.join(sorted(known))}")
+        return cls(**{**PROFILES[profile], "profile": profile, **overrides})
+
+    @property
+    def h(self) -> float:
+        """Solver step size T / steps."""
+        return self.T / self.steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def key(self) -> str:
+        """Stable 12-hex-digit hash of every field except ``device``, plus the store schema version."""
+        payload = {k: v for k, v in self.to_dict().items() if k != "device"}
+        payload["schema"] = SCHEMA
+        text = json.dumps(payload, sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def label(self) -> str:
+        """Short human label, e.g. ``cnode/weight rho=1 seed=0``."""
+        reg = "" if self.model == "cnn" else f"/{self.regularizer}"
+        rho = f" rho={self.rho:g}" if self.regularizer != "none" else ""
+        return f"{self.model}{reg}{rho} seed={self.seed}"
+
+
+#: Named starting points. ``paper`` is the authors' MNIST script (batch 128, Adam 5e-2, StepLR 0.7, 5 epochs,
+#: C = 8, N = 10, h = 0.01); ``cpu`` keeps the architecture and shrinks data and epochs for a laptop;
+#: ``smoke`` is for tests only.
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": dict(channels=4, steps=4, epochs=2, batch_size=64, train_subset=512, test_subset=256,
+                  jacobian_iters=4),
+    "cpu": dict(epochs=3, batch_size=128, train_subset=10_000, test_subset=2_000),
+    "paper": dict(),
+}

@@ -1,0 +1,170 @@
+"""The results store: the only module that writes results. One folder per run configuration.
+
+``results/<profile>/<key>/`` holds ``config.json`` (written first), ``checkpoint.pt`` (after every epoch, while
+training), ``model.pt`` (state dict) and ``metrics.json`` (history, provenance; written last, so its presence
+marks a finished run). Every file is written to a temp name in the same folder and renamed into place, so a
+kill at any moment leaves either the old file or the new one. A rerun resumes from the last checkpoint. A file
+that does not parse, or that belongs to another configuration, is reported, never silently used.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnode import __version__
+from cnode.config import RunConfig
+from cnode.paths import repo_root, results_dir
+from cnode.train import build_model, resolve_device, train
+
+
+class StoreError(RuntimeError):
+    """A stored file is unreadable or belongs to another configuration; the message says what to do."""
+
+
+@dataclass
+class Run:
+    """A finished run: its config, trained model (CPU, eval mode), metrics and folder."""
+
+    cfg: RunConfig
+    model: nn.Module
+    metrics: dict[str, Any]
+    path: Path
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.metrics["history"]
+
+    @property
+    def final(self) -> dict[str, Any]:
+        """The last epoch's record."""
+        return self.metrics["history"][-1]
+
+
+def run_dir(cfg: RunConfig, root: Path | None = None) -> Path:
+    """``<results>/<profile>/<key>``."""
+    return Path(root or results_dir()) / cfg.profile / cfg.key()
+
+
+def write_atomic(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` via a temp file in the same folder, fsync, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{path} is unreadable ({type(exc).__name__}); delete {path.parent} and rerun") from exc
+
+
+def _read_torch(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated, foreign or corrupt: all mean the same here
+        raise StoreError(f"{path} is unreadable (truncated or corrupt?); delete it and rerun") from exc
+
+
+def _check_config(folder: Path, cfg: RunConfig) -> None:
+    """The folder's config.json must be this config (device aside): otherwise it is a foreign folder."""
+    stored = _read_json(folder / "config.json")
+    mine = {k: v for k, v in cfg.to_dict().items() if k != "device"}
+    theirs = {k: v for k, v in stored.items() if k != "device"}
+    if theirs != mine:
+        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        raise StoreError(f"{folder / 'config.json'} belongs to another configuration (differs in {diff}); "
+                         f"delete {folder} and rerun")
+
+
+def _provenance(cfg: RunConfig) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(), capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    device = resolve_device(cfg.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    return {"cnode": __version__, "git_commit": commit, "torch": torch.__version__, "device": device.type,
+            "device_name": name, "threads": torch.get_num_threads(), "python": platform.python_version()}
+
+
+def load(cfg: RunConfig, root: Path | None = None) -> Run | None:
+    """The finished run of ``cfg``, or None when it is not in the store."""
+    folder = run_dir(cfg, root)
+    if not (folder / "metrics.json").exists():
+        return None
+    _check_config(folder, cfg)
+    metrics = _read_json(folder / "metrics.json")
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(_read_torch(folder / "model.pt"))
+    except RuntimeError as exc:
+        raise StoreError(f"{folder / 'model.pt'} does not fit this configuration; delete {folder} and rerun") from exc
+    return Run(cfg, model.eval(), metrics, folder)
+
+
+def load_or_train(cfg: RunConfig, root: Path | None = None) -> Run:
+    """The stored run of ``cfg``, training it (or resuming it from its last checkpoint) when missing."""
+    found = load(cfg, root)
+    if found is not None:
+        return found
+    folder = run_dir(cfg, root)
+    if (folder / "config.json").exists():
+        _check_config(folder, cfg)
+    else:
+        write_atomic(folder / "config.json", _json_bytes(cfg.to_dict()))
+    ckpt = folder / "checkpoint.pt"
+    resume = _read_torch(ckpt) if ckpt.exists() else None
+    model, history = train(cfg, resume=resume, on_epoch=lambda state: write_atomic(ckpt, _torch_bytes(state)))
+    metrics = {"config": cfg.to_dict(), "key": cfg.key(), "history": history, "provenance": _provenance(cfg),
+               "wall_seconds": sum(record["seconds"] for record in history),
+               "resumed_at_epoch": len(resume["history"]) if resume else None}
+    write_atomic(folder / "model.pt", _torch_bytes(model.state_dict()))
+    write_atomic(folder / "metrics.json", _json_bytes(metrics))
+    ckpt.unlink(missing_ok=True)
+    return Run(cfg, model.eval(), metrics, folder)
+
+
+def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
+    """One summary row per finished run in the store: profile, key, label, epochs, final accuracies."""
+    rows = []
+    for metrics_path in sorted(Path(root or results_dir()).glob("*/*/metrics.json")):
+        metrics = _read_json(metrics_path)
+        cfg = metrics["config"]
+        last = metrics["history"][-1]
+        rows.append({"profile": cfg["profile"], "key": metrics["key"], "dataset": cfg["dataset"],
+                     "model": cfg["model"], "regularizer": cfg["regularizer"], "rho": cfg["rho"],
+                     "seed": cfg["seed"], "epochs": last["epoch"], "test_acc": last["test_acc"],
+                     "certified_rate_min": min(last["certified_rate"]) if last.get("certified_rate") else None})
+    return rows

@@ -1,0 +1,129 @@
+"""Training of one ``RunConfig``: seeded, resumable epoch by epoch, on CPU or CUDA.
+
+``train`` never writes files: it takes an optional ``resume`` state and calls ``on_epoch(state)`` after every
+epoch, and ``cnode.store`` persists that state atomically. Shuffling and the Lanczos start vectors are seeded
+per (seed, epoch), so a run resumed after epoch e gives the same numbers as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from cnode import data, regularizers
+from cnode.config import RunConfig
+from cnode.contraction import certified_rate, weight_margin
+from cnode.evaluate import accuracy
+from cnode.models import CNN, ConvNODE
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss diverged); the message says what to change."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda if available else cpu; "cuda" without a GPU is a clear error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but no CUDA GPU is available; use device 'cpu' or 'auto'")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_model(cfg: RunConfig) -> nn.Module:
+    """The model a config describes, freshly initialized from ``cfg.seed``."""
+    torch.manual_seed(cfg.seed)
+    if cfg.model == "cnn":
+        return CNN(cfg.channels, a=cfg.a, b=cfg.b)
+    return ConvNODE(cfg.channels, cfg.steps, cfg.T, cfg.solver, cfg.a, cfg.b, cfg.init)
+
+
+def contraction_report(model: nn.Module, cfg: RunConfig) -> dict[str, Any]:
+    """Certificate of a ConvNODE at the config's rho: R_W, certified channels, certified rate per layer."""
+    if not isinstance(model, ConvNODE):
+        return {}
+    with torch.no_grad():
+        kernels = model.node_weights()
+        margins = weight_margin(kernels, cfg.a, cfg.b)
+        return {
+            "weight_reg": regularizers.weight(model, cfg.rho, cfg.a, cfg.b).item(),
+            "certified_channels": int((margins <= -2 * cfg.rho).sum()),
+            "channels_total": margins.numel(),
+            "certified_rate": certified_rate(kernels, cfg.a, cfg.b).cpu().tolist(),
+        }
+
+
+def _loss(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor,
+          gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cross-entropy + gamma * regularizer; returns (loss, ce, reg, logits)."""
+    if cfg.regularizer == "jacobian":
+        logits, states = model(x, return_states=True)
+        reg = regularizers.jacobian(model, states, cfg.rho, cfg.jacobian_iters, gen)
+    else:
+        logits = model(x)
+        reg = (regularizers.weight(model, cfg.rho, cfg.a, cfg.b) if cfg.regularizer == "weight"
+               else logits.new_zeros(()))
+    ce = F.cross_entropy(logits, y)
+    return ce + cfg.gamma * reg, ce, reg, logits
+
+
+def train(cfg: RunConfig, resume: dict[str, Any] | None = None,
+          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """Train ``cfg`` and return (model on CPU, per-epoch history).
+
+    History entries: epoch, loss, ce, reg (means over the epoch), train_acc, test_acc (on ``test_subset``),
+    seconds, lr, and for ConvNODEs weight_reg, certified_channels, certified_rate (per layer).
+    """
+    device = resolve_device(cfg.device)
+    model = build_model(cfg).to(device)
+    opt_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
+    optimizer = opt_cls(model.parameters(), lr=cfg.lr)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=cfg.lr_decay)
+    history: list[dict[str, Any]] = []
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        schedule.load_state_dict(resume["schedule"])
+        history = list(resume["history"])
+    x_train, y_train = data.load(cfg.dataset, "train", cfg.train_subset)
+    x_test, y_test = data.load(cfg.dataset, "test", cfg.test_subset)
+    x_train, y_train = x_train.to(device), y_train.to(device)
+    for epoch in range(len(history), cfg.epochs):
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        order = torch.randperm(len(x_train), generator=gen).to(device)
+        batches = list(order.split(cfg.batch_size))
+        model.train()
+        sums = {"loss": 0.0, "ce": 0.0, "reg": 0.0, "correct": 0.0}
+        start = time.perf_counter()
+        bar = tqdm(batches, desc=f"{cfg.label()} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None)
+        for step, idx in enumerate(bar):
+            x, y = x_train[idx], y_train[idx]
+            loss, ce, reg, logits = _loss(model, cfg, x, y, gen)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"{cfg.label()}: loss became {loss.item()} at epoch {epoch + 1}, step {step + 1};"
+                                    f" lower lr (now {cfg.lr}) or gamma (now {cfg.gamma})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sums["loss"] += loss.item() * len(idx)
+            sums["ce"] += ce.item() * len(idx)
+            sums["reg"] += reg.item() * len(idx)
+            sums["correct"] += (logits.argmax(1) == y).sum().item()
+        lr = optimizer.param_groups[0]["lr"]
+        schedule.step()
+        seconds = time.perf_counter() - start
+        n = len(x_train)
+        record = {"epoch": epoch + 1, "loss": sums["loss"] / n, "ce": sums["ce"] / n, "reg": sums["reg"] / n,
+                  "train_acc": sums["correct"] / n, "test_acc": accuracy(model, x_test, y_test),
+                  "seconds": seconds, "lr": lr, **contraction_report(model, cfg)}
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "schedule": schedule.state_dict(), "history": history})
+    return model.cpu(), history
