@@ -126,9 +126,9 @@ def load(cfg: RunConfig, root: Path | None = None) -> Run | None:
         return None
     _check_config(folder, cfg)
     metrics = _read_json(folder / "metrics.json")
-    model = build_model(cfg)
+    model, state = build_model(cfg), _read_torch(folder / "model.pt")
     try:
-        model.load_state_dict(_read_torch(folder / "model.pt"))
+        model.load_state_dict(state)
     except RuntimeError as exc:
         raise StoreError(f"{folder / 'model.pt'} does not fit this configuration; delete {folder} and rerun") from exc
     return Run(cfg, model.eval(), metrics, folder)

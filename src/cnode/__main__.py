@@ -1,0 +1,82 @@
+"""Command line: ``python -m cnode train --dataset mnist --regularizer weight --rho 1 --profile smoke`` and
+``python -m cnode list``. Every ``RunConfig`` field is a ``--field value`` option. Bad input: one line on
+stderr, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from typing import Any
+
+from cnode.config import PROFILES, RunConfig
+
+
+#: Fields whose value may be None ("all images"); on the command line: ``--train_subset none``.
+OPTIONAL = {f.name for f in fields(RunConfig) if f.default is None}
+
+
+def _parse_value(text: str) -> Any:
+    """Numbers -> int or float, anything else stays a string."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's usage block is noise here)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m cnode", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = sub.add_parser("train", help="train one configuration (or load it from the store)")
+    train.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    for field in fields(RunConfig):
+        if field.name != "profile":
+            train.add_argument(f"--{field.name}", dest=field.name, type=_parse_value, default=argparse.SUPPRESS,
+                               help=f"default: the profile's ({field.default!r} unless the profile sets it)")
+    sub.add_parser("list", help="list the finished runs in the store")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(_parser().parse_args(argv))
+    command = args.pop("command")
+    from cnode.data import DataError
+    from cnode.store import StoreError, list_runs, load_or_train
+    from cnode.train import TrainingError
+
+    try:
+        if command == "list":
+            rows = list_runs()
+            for row in rows:
+                print(json.dumps(row))
+            if not rows:
+                print("the store is empty", file=sys.stderr)
+            return 0
+        profile = args.pop("profile")
+        args = {k: None if k in OPTIONAL and v in ("none", "all") else v for k, v in args.items()}
+        cfg = RunConfig.from_profile(profile, **args)
+        run = load_or_train(cfg)
+        final = run.final
+        print(f"{cfg.label()} [{cfg.profile}/{cfg.key()}]: test accuracy {final['test_acc']:.4f} after "
+              f"{final['epoch']} epochs, {run.metrics['wall_seconds']:.1f} s; stored in {run.path}")
+        return 0
+    except (ValueError, DataError, StoreError, TrainingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last finished epoch is checkpointed; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

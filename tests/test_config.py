@@ -1,0 +1,43 @@
+"""cnode.config: profiles, validation, stable keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnode.config import PROFILES, RunConfig
+
+
+def test_profiles_build_and_overrides_apply():
+    for name in PROFILES:
+        assert RunConfig.from_profile(name).profile == name
+    paper = RunConfig.from_profile("paper")
+    assert (paper.batch_size, paper.lr, paper.lr_decay, paper.epochs, paper.channels, paper.steps) == \
+        (128, 5e-2, 0.7, 5, 8, 10)
+    assert paper.h == pytest.approx(0.01) and paper.train_subset is None
+    cfg = RunConfig.from_profile("smoke", regularizer="weight", rho=2)
+    assert cfg.rho == 2 and cfg.init == "contractive"
+    assert RunConfig.from_profile("smoke").init == "default"
+
+
+def test_unknown_fields_and_bad_values_are_one_clear_line():
+    with pytest.raises(ValueError, match="unknown RunConfig field 'learning_rate'"):
+        RunConfig.from_profile("cpu", learning_rate=1)
+    with pytest.raises(ValueError, match=r"^rho must be >= 0, got -1$"):
+        RunConfig.from_profile("cpu", rho=-1)
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        RunConfig.from_profile("cpu", dataset="cifar")
+    with pytest.raises(ValueError, match="profile must be one of"):
+        RunConfig.from_profile("huge")
+    with pytest.raises(ValueError, match="regularizer must be 'none' for the cnn"):
+        RunConfig.from_profile("cpu", model="cnn", regularizer="weight")
+
+
+def test_key_is_stable_and_covers_what_changes_the_result():
+    base = RunConfig.from_profile("cpu")
+    assert base.key() == RunConfig.from_profile("cpu").key()
+    assert base.key() == RunConfig.from_profile("cpu", device="cpu").key()  # device is provenance only
+    others = {RunConfig.from_profile("cpu", **{k: v}).key() for k, v in
+              [("seed", 1), ("rho", 2.0), ("T", 1.0), ("regularizer", "weight"), ("dataset", "fashion"),
+               ("epochs", 4), ("jacobian_iters", 20)]}
+    assert len(others) == 7 and base.key() not in others
+    assert len(base.key()) == 12

@@ -1,0 +1,117 @@
+"""cnode.train and cnode.store on the smoke profile: learning, caching, resuming, bad files, the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnode import store
+from cnode.config import RunConfig
+from cnode.train import TrainingError, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("regularizer", ["none", "weight", "jacobian"])
+def test_smoke_run_learns_above_chance(regularizer, tmp_path):
+    run = store.load_or_train(RunConfig.from_profile("smoke", regularizer=regularizer), tmp_path)
+    assert run.final["test_acc"] > 0.2  # 10 classes: chance is 0.1
+    assert len(run.history) == 2 and run.metrics["provenance"]["torch"] == torch.__version__
+    assert len(run.final["certified_rate"]) == 4
+    if regularizer != "none":
+        assert run.final["reg"] > 0
+
+
+def test_second_call_is_a_cache_hit(tmp_path, monkeypatch):
+    cfg = RunConfig.from_profile("smoke", epochs=1)
+    first = store.load_or_train(cfg, tmp_path)
+    monkeypatch.setattr(store, "train", lambda *a, **k: pytest.fail("trained again instead of loading"))
+    second = store.load_or_train(cfg, tmp_path)
+    assert second.metrics == first.metrics
+    for p, q in zip(first.model.parameters(), second.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert sorted(f.name for f in second.path.iterdir()) == ["config.json", "metrics.json", "model.pt"]
+
+
+def _cli(*args: str, results: Path) -> subprocess.Popen:
+    env = {**os.environ, "CNODE_RESULTS": str(results), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "cnode", *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_killed_training_resumes_from_its_last_epoch_with_the_same_result(tmp_path):
+    cfg = RunConfig.from_profile("smoke", regularizer="jacobian", epochs=3)
+    killed = tmp_path / "killed"
+    proc = _cli("train", "--profile", "smoke", "--regularizer", "jacobian", "--epochs", "3", results=killed)
+    ckpt = store.run_dir(cfg, killed) / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), "the subprocess finished or failed before its first checkpoint"
+    assert not (ckpt.parent / "metrics.json").exists()
+    resumed = store.load_or_train(cfg, killed)
+    assert resumed.metrics["resumed_at_epoch"] >= 1
+    fresh = store.load_or_train(cfg, tmp_path / "fresh")
+    assert fresh.metrics["resumed_at_epoch"] is None
+    assert [h["test_acc"] for h in resumed.history] == [h["test_acc"] for h in fresh.history]
+    for p, q in zip(resumed.model.parameters(), fresh.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-5)
+    assert not any(f.name.endswith(".tmp") for f in resumed.path.iterdir())
+
+
+def test_truncated_and_foreign_files_are_reported(tmp_path):
+    cfg = RunConfig.from_profile("smoke", epochs=1)
+    run = store.load_or_train(cfg, tmp_path)
+    model_pt = run.path / "model.pt"
+    model_pt.write_bytes(model_pt.read_bytes()[:100])
+    with pytest.raises(store.StoreError, match="model.pt is unreadable"):
+        store.load(cfg, tmp_path)
+    (run.path / "config.json").write_text('{"dataset": "fashion"}')
+    with pytest.raises(store.StoreError, match="belongs to another configuration"):
+        store.load(cfg, tmp_path)
+    (run.path / "config.json").write_text("{not json")
+    with pytest.raises(store.StoreError, match="unreadable"):
+        store.load(cfg, tmp_path)
+
+
+def test_diverging_loss_stops_with_a_message():
+    with pytest.raises(TrainingError, match="loss became .* lower lr"):
+        train(RunConfig.from_profile("smoke", lr=1e30, epochs=1))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    with pytest.raises(ValueError, match="no CUDA GPU is available"):
+        train(RunConfig.from_profile("smoke", device="cuda"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--dataset", "cifar"], "error: dataset must be one of"),
+    (["train", "--rho", "-1"], "error: rho must be >= 0, got -1"),
+    (["train", "--learning-rate", "3"], "error: unrecognized arguments"),
+    (["fly"], "error: argument command: invalid choice"),
+])
+def test_bad_cli_input_is_one_line_exit_2(args, message, tmp_path):
+    proc = _cli(*args, results=tmp_path)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert err.strip().startswith(message) and len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_trains_then_lists(tmp_path):
+    proc = _cli("train", "--profile", "smoke", "--epochs", "1", "--seed", "3", results=tmp_path)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "cnode/none seed=3" in out and "test accuracy" in out
+    proc = _cli("list", results=tmp_path)
+    out, _ = proc.communicate(timeout=60)
+    assert '"seed": 3' in out and '"profile": "smoke"' in out
