@@ -36,6 +36,9 @@ def glued(nb: nbformat.NotebookNode) -> dict[str, Any]:
                 continue
             data = {key.split("/", 2)[-1] if key.startswith("application/papermill.record/") else key: value
                     for key, value in output.get("data", {}).items()}
+            if "text/markdown" in data:  # glue_text: a phrase computed by code
+                values[name] = data["text/markdown"]
+                continue
             text = data.get("text/plain")
             try:
                 values[name] = ast.literal_eval(text) if text is not None else data

@@ -10,7 +10,6 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-
 from notebooks import BOOK, ROOT, chapters, glued, run
 
 
@@ -25,9 +24,28 @@ def check_contraction(values: dict) -> None:
     assert values["shrink_paper"] == pytest.approx(math.exp(-0.2), abs=1e-3)
 
 
+def check_training(values: dict) -> None:
+    for name in ("none", "weight", "jacobian"):
+        assert 0.1 < values[f"acc_{name}"] <= 1.0
+    assert values["epochs_used"] == 1 and values["subset_used"] == 512
+    assert values["chosen_rw"] >= 0 and 0 <= values["chosen_certified"] <= values["channels_total"] == 16
+    assert values["jac_cost"] > 1  # the Jacobian regularizer costs more than a vanilla epoch
+
+
+def check_robustness(values: dict) -> None:
+    assert values["n_runs"] == 4 and values["n_seeds"] == 1 and values["n_test"] == 128
+    assert values["n_levels"] == values["n_higher"] + values["n_lower"] + values["n_within"] > 0
+    assert 0.1 < values["mnist_clean_van"] <= 1 and 0 <= values["mnist_pgd1_best"] <= 1
+    assert values["mnist_pgd1_van"] <= values["mnist_clean_van"]
+    assert values["mnist_clean_verdict"] in ("higher", "lower", "within seed spread")
+    assert values["n_warnings"] >= 0 and "summary_table" in values
+
+
 #: chapter stem -> (tiny parameters, assertions on the glued values). Every chapter needs an entry.
 SMOKE = {
     "01_contraction": (dict(kernels=6, starts=2, size=4, channels=2, rho=2.0), check_contraction),
+    "02_training": (dict(profile="smoke", epochs=1), check_training),
+    "03_robustness": (dict(datasets=["mnist"], profile="smoke", seeds=[0], suite="smoke"), check_robustness),
 }
 
 
@@ -46,7 +64,8 @@ def test_chapter_conventions(notebook: Path):
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1, "exactly one cell tagged 'parameters'"
     for node in ast.parse(params[0].source).body:  # plain literals, each with a comment
-        assert isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Constant)
+        assert isinstance(node, ast.Assign | ast.AnnAssign)
+        assert isinstance(node.value, ast.Constant | ast.List), "parameters are plain literals"
     for line in params[0].source.splitlines():
         assert "#" in line, f"parameter without a comment: {line!r}"
     for cell in code:
@@ -58,7 +77,8 @@ def test_chapter_conventions(notebook: Path):
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("stem", sorted(SMOKE))
-def test_chapter_smoke_run(stem: str, tmp_path: Path):
+def test_chapter_smoke_run(stem: str, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CNODE_RESULTS", str(tmp_path / "results"))  # never train into the repo's store
     parameters, check = SMOKE[stem]
     nb = run(BOOK / f"{stem}.ipynb", tmp_path / f"{stem}.ipynb", **parameters)
     check(glued(nb))

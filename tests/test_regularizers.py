@@ -77,3 +77,18 @@ def test_jacobian_regularizer_is_zero_on_a_certified_model():
     model = _certified_model(rho=2.0)
     _, states = model(torch.rand(3, 1, 6, 6, dtype=torch.float64), return_states=True)
     assert regularizers.jacobian(model, states, rho=2.0, iters=20).item() == 0.0
+
+
+def test_subsampled_jacobian_regularizer_is_unbiased():
+    torch.manual_seed(2)
+    model = ConvNODE(channels=2, steps=2, T=0.2, image_size=6).double()
+    _, states = model(torch.rand(4, 1, 6, 6, dtype=torch.float64), return_states=True)
+    states = [s.detach() for s in states]
+    full = regularizers.jacobian(model, states, rho=5.0, iters=72).item()
+    singles = [regularizers.jacobian(model, [s[i:i + 1] for s in states], rho=5.0, iters=72).item() for i in range(4)]
+    assert full > 0 and sum(singles) / 4 == pytest.approx(full)  # E over a uniform pick = the batch mean
+    gen = torch.Generator().manual_seed(0)
+    draws = {round(regularizers.jacobian(model, states, rho=5.0, iters=72, generator=gen, samples=1).item(), 9)
+             for _ in range(12)}
+    assert len(draws) > 1 and draws <= {round(v, 9) for v in singles}
+    assert regularizers.jacobian(model, states, rho=5.0, iters=72, samples=4).item() == pytest.approx(full)

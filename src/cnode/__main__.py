@@ -12,7 +12,6 @@ from typing import Any
 
 from cnode.config import PROFILES, RunConfig
 
-
 #: Fields whose value may be None ("all images"); on the command line: ``--train_subset none``.
 OPTIONAL = {f.name for f in fields(RunConfig) if f.default is None}
 

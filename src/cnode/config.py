@@ -36,6 +36,7 @@ class RunConfig:
     rho: float = 1.0  # target contraction rate of the regularizer
     gamma: float = 1.0  # weight of the regularizer in the loss: CE + gamma * R
     jacobian_iters: int = 10  # Lanczos products per lambda_max estimate (R_J only)
+    jacobian_samples: int | None = None  # images per batch R_J penalizes, drawn at random; None: all
     channels: int = 8  # C
     steps: int = 10  # N solver steps, one conv each
     T: float = 0.1  # horizon; step size h = T / steps
@@ -73,7 +74,7 @@ class RunConfig:
         checks.one_of("optimizer", self.optimizer, ("adam", "sgd"))
         checks.positive("lr", self.lr)
         checks.positive("lr_decay", self.lr_decay)
-        for name in ("train_subset", "test_subset"):
+        for name in ("train_subset", "test_subset", "jacobian_samples"):
             if getattr(self, name) is not None:
                 checks.positive_int(name, getattr(self, name))
         checks.nonnegative("seed", self.seed)
@@ -116,7 +117,7 @@ class RunConfig:
 #: ``smoke`` is for tests only.
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(channels=4, steps=4, epochs=2, batch_size=64, train_subset=512, test_subset=256,
-                  jacobian_iters=4),
-    "cpu": dict(epochs=3, batch_size=128, train_subset=10_000, test_subset=2_000),
+                  jacobian_iters=4, jacobian_samples=16),
+    "cpu": dict(epochs=3, batch_size=128, train_subset=10_000, test_subset=2_000, jacobian_samples=32),
     "paper": dict(),
 }

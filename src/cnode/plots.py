@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 PALETTE = "colorblind"
 
@@ -74,4 +75,81 @@ def euler_rate_figure(frame: pd.DataFrame, rho: float) -> Figure:
     ax.set_ylabel("rate per unit time")
     ax.set_ylim(bottom=max(-40.0, float(frame[["rate", "bound_rate"]].min().min()) - 1))
     ax.legend(fontsize="small")
+    return fig
+
+
+def training_curves(frame: pd.DataFrame) -> Figure:
+    """Per-epoch cross-entropy, test accuracy, regularizer value and smallest certified rate, one line per run."""
+    panels = [("ce", "cross-entropy (train)", False), ("test_acc", "test accuracy", False),
+              ("reg", "regularizer value (train mean)", True),
+              ("certified_rate_min", "certified rate, min layer", False)]
+    fig, axes = plt.subplots(1, 4, figsize=(13.0, 3.2))
+    for ax, (column, title, log) in zip(axes, panels, strict=True):
+        for name, group in frame.groupby("run", sort=False):
+            if log and not (group[column] > 0).any():  # an unregularized run has nothing to show on a log axis
+                ax.plot([], [], marker="o", ms=4, label=name)
+                continue
+            ax.plot(group["epoch"], group[column], marker="o", ms=4, label=name)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if log:
+            ax.set_yscale("log")
+    axes[0].legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def layer_rates_figure(frame: pd.DataFrame, rho: float) -> Figure:
+    """Final certified rate of each NODE layer (time step), grouped by run; the target rho dashed."""
+    fig, ax = plt.subplots(figsize=(7.0, 3.2))
+    sns.barplot(data=frame, x="layer", y="certified_rate", hue="run", ax=ax)
+    ax.axhline(rho, color="k", ls="--", lw=1, label=rf"target $\rho={rho:g}$")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_xlabel("NODE layer (solver step)")
+    ax.set_ylabel("certified rate (symlog)")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def robustness_curves(frame: pd.DataFrame, kind_names: dict[str, str]) -> Figure:
+    """Accuracy against perturbation level, one panel per (dataset, perturbation), mean and seed sd per model."""
+    kinds = [k for k in kind_names if k != "clean" and k in set(frame["kind"])]
+    datasets = list(dict.fromkeys(frame["dataset"]))
+    fig, axes = plt.subplots(len(datasets), len(kinds), figsize=(3.0 * len(kinds), 2.8 * len(datasets)),
+                             squeeze=False, sharey=True)
+    for r, dataset in enumerate(datasets):
+        for c, kind in enumerate(kinds):
+            ax = axes[r][c]
+            part = frame[(frame["dataset"] == dataset) & (frame["kind"] == kind)]
+            sns.lineplot(data=part, x="level", y="acc", hue="model", errorbar="sd", marker="o", ms=4, ax=ax,
+                         legend=(r == 0 and c == 0))
+            ax.set_title(f"{dataset}: {kind_names[kind]}", fontsize="small")
+            ax.set_xlabel("level")
+            ax.set_ylabel("accuracy" if c == 0 else "")
+            ax.set_ylim(-0.02, 1.02)
+    if axes[0][0].get_legend() is not None:
+        axes[0][0].legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def example_grid(images: dict[str, dict[str, np.ndarray]], preds: dict[str, dict[str, int]], label: int) -> Figure:
+    """Rows models, columns perturbations: each model's own perturbed image, titled with its prediction."""
+    models = list(images)
+    kinds = list(images[models[0]])
+    fig, axes = plt.subplots(len(models), len(kinds), figsize=(1.9 * len(kinds), 2.0 * len(models)), squeeze=False)
+    for r, model in enumerate(models):
+        for c, kind in enumerate(kinds):
+            ax = axes[r][c]
+            ax.imshow(np.clip(images[model][kind], 0, 1), cmap="gray", vmin=0, vmax=1)
+            pred = preds[model][kind]
+            ax.set_title(f"{kind}\npred {pred}", fontsize="x-small", color="tab:green" if pred == label else "tab:red")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if c == 0:
+                ax.set_ylabel(model, fontsize="small")
+    fig.tight_layout()
     return fig

@@ -9,6 +9,7 @@ that does not parse, or that belongs to another configuration, is reported, neve
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -22,8 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnode import __version__
+from cnode import __version__, checks, data
 from cnode.config import RunConfig
+from cnode.evaluate import SUITES, robustness
 from cnode.paths import repo_root, results_dir
 from cnode.train import build_model, resolve_device, train
 
@@ -168,3 +170,31 @@ def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
                      "seed": cfg["seed"], "epochs": last["epoch"], "test_acc": last["test_acc"],
                      "certified_rate_min": min(last["certified_rate"]) if last.get("certified_rate") else None})
     return rows
+
+
+def load_or_evaluate(run: Run, suite_name: str, root: Path | None = None) -> dict[str, Any]:
+    """Robustness results of ``run`` under the named suite, cached in the run's folder as
+    ``eval-<suite key>.json`` (computed on the run's test split when missing)."""
+    suite = SUITES[checks.one_of("suite", suite_name, SUITES)]
+    path = run.path / f"eval-{suite.key()}.json"
+    if path.exists():
+        return _read_json(path)
+    images, labels = data.load(run.cfg.dataset, "test", suite.test_subset)
+    model = run.model.to(resolve_device(run.cfg.device))
+    result = {"suite": suite_name, "suite_settings": dataclasses.asdict(suite),
+              **robustness(model, images, labels, suite)}
+    run.model.cpu()
+    payload = _json_bytes(result)
+    write_atomic(path, payload)
+    return json.loads(payload)  # exactly what a later call reads back
+
+
+def load_or_evaluate_all(cfgs: list[RunConfig], suite_name: str,
+                         root: Path | None = None) -> list[tuple[RunConfig, dict[str, Any]]]:
+    """Train (or load) and evaluate (or load) every config, with one progress bar over the runs."""
+    from tqdm import tqdm
+
+    out = []
+    for cfg in tqdm(cfgs, desc=f"runs ({suite_name} suite)", disable=None):
+        out.append((cfg, load_or_evaluate(load_or_train(cfg, root), suite_name, root)))
+    return out

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from cnode import data, regularizers
 from cnode.config import RunConfig
@@ -64,7 +64,7 @@ def _loss(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor,
     """Cross-entropy + gamma * regularizer; returns (loss, ce, reg, logits)."""
     if cfg.regularizer == "jacobian":
         logits, states = model(x, return_states=True)
-        reg = regularizers.jacobian(model, states, cfg.rho, cfg.jacobian_iters, gen)
+        reg = regularizers.jacobian(model, states, cfg.rho, cfg.jacobian_iters, gen, cfg.jacobian_samples)
     else:
         logits = model(x)
         reg = (regularizers.weight(model, cfg.rho, cfg.a, cfg.b) if cfg.regularizer == "weight"
@@ -127,3 +127,32 @@ def train(cfg: RunConfig, resume: dict[str, Any] | None = None,
             on_epoch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "schedule": schedule.state_dict(), "history": history})
     return model.cpu(), history
+
+
+def step_seconds(cfgs: dict[str, RunConfig], rounds: int = 5) -> dict[str, float]:
+    """Median wall time of one training step (forward, regularizer, backward, Adam) per config.
+
+    Steps of all configs are interleaved round-robin on the same batch, so background load affects each
+    alike; the first round is a warm-up and not counted. Ratios of these are what the book reports.
+    """
+    models, optimizers, batches = {}, {}, {}
+    for name, cfg in cfgs.items():
+        device = resolve_device(cfg.device)
+        models[name] = build_model(cfg).to(device)
+        optimizers[name] = torch.optim.Adam(models[name].parameters(), lr=cfg.lr)
+        x, y = data.load(cfg.dataset, "train", cfg.batch_size)
+        batches[name] = (x.to(device), y.to(device))
+    times: dict[str, list[float]] = {name: [] for name in cfgs}
+    for r in range(rounds + 1):
+        for name, cfg in cfgs.items():
+            gen = torch.Generator().manual_seed(r)
+            start = time.perf_counter()
+            loss = _loss(models[name], cfg, *batches[name], gen)[0]
+            optimizers[name].zero_grad(set_to_none=True)
+            loss.backward()
+            optimizers[name].step()
+            if batches[name][0].is_cuda:
+                torch.cuda.synchronize()
+            if r:
+                times[name].append(time.perf_counter() - start)
+    return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}

@@ -1,0 +1,103 @@
+"""Input perturbations on [0, 1] pixels: random noise and L-inf attacks (paper section 5).
+
+Units: ``std`` is the standard deviation of Gaussian noise on [0, 1] pixels (variance is std**2); ``amount``
+is the fraction of pixels set to 0 or 1; ``eps`` is the L-inf radius on [0, 1] pixels. Noise takes a
+``torch.Generator`` so the same call gives the same images. Attacks put the model in eval mode, differentiate
+through its fixed-step solver by direct backprop, and keep every adversarial image inside both the eps-ball and
+[0, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cnode import checks
+
+
+def gaussian(x: Tensor, std: float, clip: bool, generator: torch.Generator) -> Tensor:
+    """``x + N(0, std^2)`` per pixel; ``clip=True`` clamps to [0, 1] (the physical image), ``False`` does not
+    (the authors' script)."""
+    checks.nonnegative("std", std)
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    out = x + std * noise
+    return out.clamp(0.0, 1.0) if clip else out
+
+
+def salt_and_pepper(x: Tensor, amount: float, generator: torch.Generator) -> Tensor:
+    """Set a random fraction ``amount`` of pixels to 0 or 1 (each with probability 1/2)."""
+    checks.nonnegative("amount", amount)
+    if amount > 1:
+        raise ValueError(f"amount must be <= 1, got {amount!r}")
+    hit = torch.rand(x.shape, generator=generator).to(x.device) < amount
+    salt = torch.rand(x.shape, generator=generator).to(x.device) < 0.5
+    return torch.where(hit, salt.to(x.dtype), x)
+
+
+def _loss(logits: Tensor, y: Tensor, kind: str) -> Tensor:
+    """Per-example attack objective to maximize: cross-entropy, or the margin ``max_{j != y} z_j - z_y``."""
+    if kind == "ce":
+        return F.cross_entropy(logits, y, reduction="none")
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).max(1).values
+    return other - true
+
+
+def _input_grad(model: nn.Module, x: Tensor, y: Tensor, kind: str) -> Tensor:
+    x = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(_loss(model(x), y, kind).sum(), x)
+    return grad
+
+
+def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float, loss: str = "ce") -> Tensor:
+    """Fast gradient sign method: ``clip_[0,1](x + eps * sign(grad_x loss))``."""
+    checks.nonnegative("eps", eps)
+    checks.one_of("loss", loss, ("ce", "margin"))
+    model.eval()
+    return (x + eps * _input_grad(model, x, y, loss).sign()).clamp(0.0, 1.0).detach()
+
+
+def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, step_size: float, restarts: int = 1,
+        random_start: bool = True, loss: str = "ce", generator: torch.Generator | None = None) -> Tensor:
+    """Projected gradient descent in the L-inf ball (Madry et al.), with restarts.
+
+    Each restart starts uniformly in the ball (``random_start``), takes ``steps`` signed-gradient steps of
+    ``step_size``, projecting onto the ball and [0, 1] after each. An image is attacked until some iterate
+    misclassifies it; that iterate is kept and the image leaves the batch (early stop: never weaker than
+    returning the last iterate, and cheap on fragile models). Images never fooled return the last restart's
+    final iterate.
+    """
+    checks.nonnegative("eps", eps)
+    checks.positive_int("steps", steps)
+    checks.positive_int("restarts", restarts)
+    checks.positive("step_size", step_size)
+    checks.one_of("loss", loss, ("ce", "margin"))
+    model.eval()
+    lower, upper = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
+    best = x.clone()
+    active = torch.ones(len(x), dtype=torch.bool, device=x.device)  # not fooled yet
+    for _ in range(restarts):
+        idx = active.nonzero().squeeze(1)
+        if len(idx) == 0:
+            break
+        lo, hi, target = lower[idx], upper[idx], y[idx]
+        if random_start:
+            delta = (2 * torch.rand(lo.shape, generator=generator, dtype=x.dtype) - 1).to(x.device) * eps
+            adv = torch.max(torch.min(x[idx] + delta, hi), lo)
+        else:
+            adv = x[idx].clone()
+        for step in range(steps + 1):
+            adv = adv.detach().requires_grad_(step < steps)
+            logits = model(adv)
+            wrong = logits.argmax(1) != target
+            best[idx] = torch.where((wrong | (step == steps))[:, None, None, None], adv.detach(), best[idx])
+            active[idx[wrong]] = False
+            keep = ~wrong
+            if step == steps or not keep.any():
+                break
+            (grad,) = torch.autograd.grad(_loss(logits, target, loss).sum(), adv)
+            adv = adv.detach()[keep] + step_size * grad[keep].sign()
+            idx, lo, hi, target = idx[keep], lo[keep], hi[keep], target[keep]
+            adv = torch.max(torch.min(adv, hi), lo)
+    return best.detach()

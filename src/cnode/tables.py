@@ -1,0 +1,101 @@
+"""Robustness results as tidy frames and the book's tables: mean +- std over seeds, and comparisons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cnode.config import RunConfig
+
+KIND_NAMES = {"clean": "clean", "gaussian": "Gaussian std (clipped)", "gaussian_noclip": "Gaussian std (not clipped)",
+              "salt_pepper": "salt-and-pepper fraction", "fgsm": "FGSM eps", "pgd": "PGD eps"}
+
+
+def model_name(cfg: RunConfig) -> str:
+    """'vanilla', 'CNN', 'weight rho=1', 'jacobian rho=1'."""
+    if cfg.model == "cnn":
+        return "CNN"
+    return "vanilla" if cfg.regularizer == "none" else f"{cfg.regularizer} rho={cfg.rho:g}"
+
+
+def robustness_frame(results: list[tuple[RunConfig, dict[str, Any]]]) -> pd.DataFrame:
+    """One row per (run, perturbation, level): dataset, model, regularizer, rho, seed, kind, level, acc.
+
+    The clean accuracy appears as kind ``clean`` at level 0.
+    """
+    rows = []
+    for cfg, result in results:
+        base = {"dataset": cfg.dataset, "model": model_name(cfg), "regularizer": cfg.regularizer,
+                "rho": cfg.rho if cfg.regularizer != "none" else 0.0, "seed": cfg.seed}
+        rows.append({**base, "kind": "clean", "level": 0.0, "acc": result["clean"]})
+        rows.extend({**base, **row} for row in result["rows"])
+    return pd.DataFrame(rows)
+
+
+def mean_std_table(frame: pd.DataFrame, dataset: str, levels_zero: bool = False) -> pd.DataFrame:
+    """Rows (perturbation, level), columns models; cells 'mean +- std' accuracy over seeds (std: ddof 1)."""
+    part = frame[(frame["dataset"] == dataset) & ((frame["level"] > 0) | (frame["kind"] == "clean") | levels_zero)]
+    stats = part.groupby(["kind", "level", "model"], sort=False)["acc"].agg(["mean", "std", "count"])
+    cells = stats.apply(lambda r: f"{r['mean']:.3f} ± {0.0 if np.isnan(r['std']) else r['std']:.3f}", axis=1)
+    table = cells.unstack("model")
+    table.index = pd.MultiIndex.from_tuples([(KIND_NAMES[k], lvl) for k, lvl in table.index],
+                                            names=["perturbation", "level"])
+    return table
+
+
+def comparison(frame: pd.DataFrame, baseline: str = "vanilla") -> pd.DataFrame:
+    """Per dataset, perturbation and level: the baseline's mean accuracy, the best contractive model's, their
+    difference, the larger of the two seed standard deviations, and a verdict: 'higher' / 'lower' when the
+    difference exceeds two standard deviations, else 'within seed spread'."""
+    stats = frame.groupby(["dataset", "kind", "level", "model"])["acc"].agg(["mean", "std"]).reset_index()
+    rows = []
+    for (dataset, kind, level), group in stats.groupby(["dataset", "kind", "level"], sort=False):
+        base = group[group["model"] == baseline]
+        contractive = group[group["model"].str.startswith(("weight", "jacobian"))]
+        if base.empty or contractive.empty:
+            continue
+        best = contractive.loc[contractive["mean"].idxmax()]
+        spread = float(np.nanmax([base["std"].iloc[0], best["std"], 0.0]))
+        diff = float(best["mean"] - base["mean"].iloc[0])
+        verdict = "higher" if diff > 2 * spread else "lower" if diff < -2 * spread else "within seed spread"
+        rows.append({"dataset": dataset, "kind": kind, "level": level, baseline: float(base["mean"].iloc[0]),
+                     "best contractive": best["model"], "its accuracy": float(best["mean"]), "difference": diff,
+                     "spread": spread, "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+#: The levels the intro's summary table shows: (kind, level).
+SUMMARY_LEVELS = [("clean", 0.0), ("gaussian", 0.2), ("salt_pepper", 0.1), ("fgsm", 0.1), ("pgd", 0.1)]
+
+
+def summary(frame: pd.DataFrame, levels: list[tuple[str, float]] = SUMMARY_LEVELS) -> pd.DataFrame:
+    """Mean accuracy over seeds at a few headline levels: rows (dataset, perturbation), columns models."""
+    picked = pd.concat([frame[(frame["kind"] == k) & np.isclose(frame["level"], lvl)] for k, lvl in levels])
+    picked = picked.assign(perturbation=[f"{KIND_NAMES[k]} {lvl:g}" if k != "clean" else "clean"
+                                         for k, lvl in zip(picked["kind"], picked["level"], strict=True)])
+    table = picked.groupby(["dataset", "perturbation", "model"], sort=False)["acc"].mean().round(3)
+    return table.unstack("model")
+
+
+#: The cells the robustness chapter discusses in prose: glue-name suffix -> (kind, level).
+HEADLINES = {"clean": ("clean", 0.0), "g2": ("gaussian", 0.2), "g3": ("gaussian", 0.3), "fgsm1": ("fgsm", 0.1),
+             "pgd05": ("pgd", 0.05), "pgd1": ("pgd", 0.1)}
+
+
+def headlines(compare: pd.DataFrame) -> dict[str, float | str]:
+    """Flat ``{"<dataset>_<suffix>_van" | _best | _who | _verdict: value}`` for the HEADLINES cells present."""
+    out: dict[str, float | str] = {}
+    for dataset in compare["dataset"].unique():
+        for suffix, (kind, level) in HEADLINES.items():
+            hit = compare[(compare["dataset"] == dataset) & (compare["kind"] == kind)
+                          & np.isclose(compare["level"], level)]
+            if hit.empty:
+                continue
+            row = hit.iloc[0]
+            out[f"{dataset}_{suffix}_van"] = float(row["vanilla"])
+            out[f"{dataset}_{suffix}_best"] = float(row["its accuracy"])
+            out[f"{dataset}_{suffix}_who"] = str(row["best contractive"])
+            out[f"{dataset}_{suffix}_verdict"] = str(row["verdict"])
+    return out

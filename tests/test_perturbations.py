@@ -1,0 +1,115 @@
+"""cnode.perturbations and cnode.evaluate: bounds, determinism, attack strength, the evaluation's sanity checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cnode import perturbations as pt
+from cnode import store
+from cnode.config import RunConfig
+from cnode.data import load
+from cnode.evaluate import SUITES, EvalSuite, accuracy, robustness
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small vanilla CNODE good enough (about 80 % accuracy) for attacks to have something to break."""
+    cfg = RunConfig.from_profile("smoke", epochs=3, lr=1e-2, train_subset=2048)
+    run = store.load_or_train(cfg, tmp_path_factory.mktemp("store"))
+    x, y = load("mnist", "test", 128)
+    return run, x, y
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_noise_units_bounds_and_determinism():
+    x = torch.rand(64, 1, 28, 28, generator=_gen(1))
+    clipped, raw = pt.gaussian(x, 0.2, True, _gen()), pt.gaussian(x, 0.2, False, _gen())
+    assert clipped.min() >= 0 and clipped.max() <= 1 and (raw.min() < 0 or raw.max() > 1)
+    assert (raw - x).std().item() == pytest.approx(0.2, rel=0.02)  # std, not variance
+    assert torch.equal(pt.gaussian(x, 0.2, False, _gen()), raw)  # same generator seed, same images
+    sp = pt.salt_and_pepper(x, 0.1, _gen())
+    changed = (sp != x)
+    assert changed.float().mean().item() == pytest.approx(0.1, abs=0.01)
+    assert set(sp[changed].unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(pt.salt_and_pepper(x, 0.1, _gen()), sp)
+    with pytest.raises(ValueError, match="std must be >= 0"):
+        pt.gaussian(x, -0.1, True, _gen())
+    with pytest.raises(ValueError, match="amount must be <= 1"):
+        pt.salt_and_pepper(x, 1.5, _gen())
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.05, 0.3])
+def test_attacks_stay_in_the_ball_and_the_unit_box(trained, eps):
+    run, x, y = trained
+    for adv in (pt.fgsm(run.model, x, y, eps),
+                pt.pgd(run.model, x, y, eps, steps=5, step_size=max(eps, 1e-3) / 2, restarts=2, generator=_gen())):
+        assert (adv - x).abs().max().item() <= eps + 1e-6
+        assert adv.min() >= 0 and adv.max() <= 1
+    if eps == 0:
+        assert torch.equal(pt.pgd(run.model, x, y, 0.0, 3, 0.01, generator=_gen()), x)
+
+
+def test_attack_accuracy_falls_with_eps_and_pgd_beats_fgsm(trained):
+    run, x, y = trained
+    clean = accuracy(run.model, x, y)
+    fgsm = [accuracy(run.model, pt.fgsm(run.model, x, y, e), y) for e in (0.05, 0.1, 0.2)]
+    pgd = [accuracy(run.model, pt.pgd(run.model, x, y, e, 10, 2.5 * e / 10, generator=_gen()), y)
+           for e in (0.05, 0.1, 0.2)]
+    assert clean > 0.5
+    assert clean >= pgd[0] >= pgd[1] >= pgd[2]
+    assert all(p <= f + 0.01 for p, f in zip(pgd, fgsm, strict=True))
+    assert pgd[-1] < 0.5 * clean  # the attack is real
+
+
+def test_pgd_is_deterministic_and_restarts_never_weaken_it(trained):
+    run, x, y = trained
+    one = pt.pgd(run.model, x, y, 0.05, 5, 0.02, restarts=1, generator=_gen(3))
+    assert torch.equal(one, pt.pgd(run.model, x, y, 0.05, 5, 0.02, restarts=1, generator=_gen(3)))
+    three = pt.pgd(run.model, x, y, 0.05, 5, 0.02, restarts=3, generator=_gen(3))
+    assert accuracy(run.model, three, y) <= accuracy(run.model, one, y)
+
+
+def test_margin_loss_and_bad_arguments(trained):
+    run, x, y = trained
+    adv = pt.pgd(run.model, x, y, 0.1, 5, 0.05, loss="margin", generator=_gen())
+    assert accuracy(run.model, adv, y) < accuracy(run.model, x, y)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        pt.fgsm(run.model, x, y, 0.1, loss="hinge")
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
+        pt.pgd(run.model, x, y, 0.1, 0, 0.05)
+
+
+def test_robustness_suite_rows_and_sanity_checks(trained):
+    run, x, y = trained
+    result = robustness(run.model, x, y, SUITES["smoke"])
+    by = {(r["kind"], r["level"]): r["acc"] for r in result["rows"]}
+    assert by[("fgsm", 0.0)] == by[("pgd", 0.0)] == result["clean"]
+    assert by[("pgd", 0.3)] <= by[("pgd", 0.1)] <= result["clean"]
+    assert set(result["checks"]) == {"eps", "pgd", "pgd_2x_steps", "pgd_margin"}
+    assert isinstance(result["warnings"], list) and result["n"] == 128
+
+
+def test_sanity_checks_raise_warnings_when_violated():
+    from cnode.evaluate import _sanity
+
+    rows = [{"kind": "fgsm", "level": 0.0, "acc": 0.9}, {"kind": "pgd", "level": 0.0, "acc": 0.8},
+            {"kind": "fgsm", "level": 0.1, "acc": 0.2}, {"kind": "pgd", "level": 0.1, "acc": 0.5}]
+    found = _sanity(0.9, rows, {"eps": 0.1, "pgd": 0.5, "pgd_2x_steps": 0.7, "pgd_margin": 0.3}, 0.01, 100)
+    text = " | ".join(found)
+    for phrase in ("pgd at eps 0", "exceeds FGSM", "more PGD steps helped", "margin-loss PGD is stronger"):
+        assert phrase in text
+
+
+def test_evaluation_is_cached_beside_the_run(tmp_path, monkeypatch):
+    run = store.load_or_train(RunConfig.from_profile("smoke", epochs=1), tmp_path)
+    first = store.load_or_evaluate(run, "smoke", tmp_path)
+    assert (run.path / f"eval-{SUITES['smoke'].key()}.json").exists()
+    monkeypatch.setattr(store, "robustness", lambda *a, **k: pytest.fail("evaluated again"))
+    assert store.load_or_evaluate(run, "smoke", tmp_path) == first
+    assert EvalSuite().key() != SUITES["cpu"].key()
+    with pytest.raises(ValueError, match="suite must be one of"):
+        store.load_or_evaluate(run, "huge", tmp_path)
