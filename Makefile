@@ -9,7 +9,7 @@ NBVAL_SANITIZE := tests/nbval_sanitize.cfg
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: book test venv data chapters html unit smoke nbval bench lint clean
+.PHONY: book test venv data chapters html unit smoke nbval lint clean
 
 book: chapters html
 
@@ -48,9 +48,6 @@ smoke: $(DATA_STAMP)
 nbval: $(DATA_STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-sanitize-with $(NBVAL_SANITIZE) \
 	  --nbval-current-env $(CHAPTERS)
-
-bench: $(DATA_STAMP)
-	$(BIN)/python benchmarks/run.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -41,11 +41,21 @@ def check_robustness(values: dict) -> None:
     assert values["n_warnings"] >= 0 and "summary_table" in values
 
 
+def check_rho_sweep(values: dict) -> None:
+    assert values["n_runs"] == 5 and values["rho_min"] == 0.5 and values["rho_max"] == 2.0
+    for reg in ("weight", "jacobian"):
+        assert 0.1 < values[f"clean_mnist_{reg}_lo"] <= 1 and 0.1 < values[f"clean_mnist_{reg}_hi"] <= 1
+        assert values[f"clean_mnist_{reg}_verdict"] in ("rises", "falls", "flat within seed spread")
+    assert values["channels_total"] == 16
+
+
 #: chapter stem -> (tiny parameters, assertions on the glued values). Every chapter needs an entry.
 SMOKE = {
     "01_contraction": (dict(kernels=6, starts=2, size=4, channels=2, rho=2.0), check_contraction),
     "02_training": (dict(profile="smoke", epochs=1), check_training),
     "03_robustness": (dict(datasets=["mnist"], profile="smoke", seeds=[0], suite="smoke"), check_robustness),
+    "04_rho_sweep": (dict(datasets=["mnist"], profile="smoke", seeds=[0], rhos=[0.5, 2.0], suite="smoke"),
+                     check_rho_sweep),
 }
 
 

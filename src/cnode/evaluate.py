@@ -63,11 +63,13 @@ class EvalSuite:
 
 EVAL_SCHEMA = 1
 
-#: ``smoke`` for tests; ``cpu`` for the committed chapters; ``paper`` the full test set with 3 restarts.
+#: ``smoke`` for tests; ``cpu`` for the committed chapter 3; ``sweep`` a few headline levels for the rho sweep
+#: of chapter 4; ``paper`` the full test set with 3 restarts.
 SUITES: dict[str, EvalSuite] = {
     "smoke": EvalSuite(gaussian_std=(0.2,), salt_pepper=(0.1,), eps=(0.1, 0.3), pgd_steps=5, test_subset=128,
                        batch_size=128),
     "cpu": EvalSuite(test_subset=500),
+    "sweep": EvalSuite(gaussian_std=(0.2,), salt_pepper=(0.1,), eps=(0.05, 0.1), test_subset=500),
     "paper": EvalSuite(test_subset=None, pgd_restarts=3),
 }
 

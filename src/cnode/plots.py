@@ -153,3 +153,30 @@ def example_grid(images: dict[str, dict[str, np.ndarray]], preds: dict[str, dict
                 ax.set_ylabel(model, fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def rho_sweep_figure(frame: pd.DataFrame, picks: list[tuple[str, float]], kind_names: dict[str, str]) -> Figure:
+    """Accuracy against rho (log axis) per regularizer, mean and seed sd; the vanilla CNODE's mean dashed.
+
+    One row per dataset, one column per (kind, level) in ``picks`` (the first is the clean accuracy)."""
+    datasets = list(dict.fromkeys(frame["dataset"]))
+    fig, axes = plt.subplots(len(datasets), len(picks), figsize=(3.3 * len(picks), 2.9 * len(datasets)),
+                             squeeze=False)
+    for r, dataset in enumerate(datasets):
+        for c, (kind, level) in enumerate(picks):
+            ax = axes[r][c]
+            part = frame[(frame["dataset"] == dataset) & (frame["kind"] == kind) & np.isclose(frame["level"], level)]
+            reg = part[part["regularizer"] != "none"]
+            sns.lineplot(data=reg, x="rho", y="acc", hue="regularizer", errorbar="sd", marker="o", ms=5, ax=ax,
+                         legend=(r == 0 and c == 0))
+            vanilla = part[part["regularizer"] == "none"]["acc"]
+            if len(vanilla):
+                ax.axhline(vanilla.mean(), color="k", ls="--", lw=1, label="vanilla (mean)")
+            ax.set_xscale("log")
+            title = "clean" if kind == "clean" else f"{kind_names[kind]} {level:g}"
+            ax.set_title(f"{dataset}: {title}", fontsize="small")
+            ax.set_xlabel(r"$\rho$")
+            ax.set_ylabel("accuracy" if c == 0 else "")
+    axes[0][0].legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig

@@ -198,3 +198,14 @@ def load_or_evaluate_all(cfgs: list[RunConfig], suite_name: str,
     for cfg in tqdm(cfgs, desc=f"runs ({suite_name} suite)", disable=None):
         out.append((cfg, load_or_evaluate(load_or_train(cfg, root), suite_name, root)))
     return out
+
+
+def finals(cfgs: list[RunConfig], root: Path | None = None) -> list[tuple[RunConfig, dict[str, Any]]]:
+    """(config, last-epoch record) of every config's stored run; a missing run is an error."""
+    out = []
+    for cfg in cfgs:
+        run = load(cfg, root)
+        if run is None:
+            raise StoreError(f"{cfg.label()} is not in the store under {run_dir(cfg, root)}; train it first")
+        out.append((cfg, run.final))
+    return out

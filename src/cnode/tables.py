@@ -99,3 +99,58 @@ def headlines(compare: pd.DataFrame) -> dict[str, float | str]:
             out[f"{dataset}_{suffix}_who"] = str(row["best contractive"])
             out[f"{dataset}_{suffix}_verdict"] = str(row["verdict"])
     return out
+
+
+def certificate_frame(finals: list[tuple[RunConfig, dict[str, Any]]]) -> pd.DataFrame:
+    """Per run: dataset, regularizer, rho, seed, final R_W at its rho, certified channels and certified rate."""
+    return pd.DataFrame([{"dataset": cfg.dataset, "regularizer": cfg.regularizer, "rho": cfg.rho, "seed": cfg.seed,
+                          "R_W": last["weight_reg"], "certified channels": last["certified_channels"],
+                          "certified rate": min(last["certified_rate"])}
+                         for cfg, last in finals if cfg.model == "cnode" and cfg.regularizer != "none"])
+
+
+def sweep_table(frame: pd.DataFrame, certificates: pd.DataFrame, picks: list[tuple[str, float]]) -> pd.DataFrame:
+    """Rows (dataset, regularizer, rho); columns mean +- std accuracy at ``picks`` and the mean certificate."""
+    def fmt(values: pd.Series) -> str:
+        return f"{values.mean():.3f} ± {values.std() if len(values) > 1 else 0.0:.3f}"
+
+    cols = {}
+    for kind, level in picks:
+        part = frame[(frame["kind"] == kind) & np.isclose(frame["level"], level) & (frame["regularizer"] != "none")]
+        name = "clean" if kind == "clean" else f"{KIND_NAMES[kind]} {level:g}"
+        cols[name] = part.groupby(["dataset", "regularizer", "rho"])["acc"].apply(fmt)
+    cert = certificates.groupby(["dataset", "regularizer", "rho"]).agg(
+        **{"certified rate (mean)": ("certified rate", "mean"), "R_W (mean)": ("R_W", "mean"),
+           "certified channels (mean)": ("certified channels", "mean")}).round(3)
+    return pd.concat([pd.DataFrame(cols), cert], axis=1)
+
+
+def rho_trend(frame: pd.DataFrame, kind: str, level: float) -> pd.DataFrame:
+    """Per dataset and regularizer: mean accuracy at the smallest and largest rho, their difference, and a
+    verdict ('falls' / 'rises' beyond twice the larger seed std, else 'flat within seed spread')."""
+    part = frame[(frame["kind"] == kind) & np.isclose(frame["level"], level) & (frame["regularizer"] != "none")]
+    rows = []
+    for (dataset, reg), group in part.groupby(["dataset", "regularizer"]):
+        stats = group.groupby("rho")["acc"].agg(["mean", "std"]).sort_index()
+        lo, hi = stats.iloc[0], stats.iloc[-1]
+        spread = float(np.nanmax([lo["std"], hi["std"], 0.0]))
+        diff = float(hi["mean"] - lo["mean"])
+        verdict = "rises" if diff > 2 * spread else "falls" if diff < -2 * spread else "flat within seed spread"
+        rows.append({"dataset": dataset, "regularizer": reg, "rho_min": stats.index[0], "acc_at_min": lo["mean"],
+                     "rho_max": stats.index[-1], "acc_at_max": hi["mean"], "difference": diff, "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def settings_frame(cfg: RunConfig, suite: Any, seeds: list[int]) -> pd.DataFrame:
+    """The settings behind a results table, as a one-column table (for the intro's summary)."""
+    n_test = suite.test_subset or 10_000
+    return pd.DataFrame({"setting": {
+        "training": f"{cfg.train_subset or 60_000} images, {cfg.epochs} epochs, batch {cfg.batch_size}, "
+                    f"Adam lr {cfg.lr:g} (StepLR {cfg.lr_decay:g}/epoch)",
+        "model": f"C = {cfg.channels}, {cfg.solver}, {cfg.steps} steps of h = {cfg.h:g} on [0, {cfg.T:g}]",
+        "regularized models": f"rho = {cfg.rho:g} unless stated, gamma = {cfg.gamma:g}",
+        "seeds": ", ".join(str(s) for s in seeds),
+        "test images": f"first {n_test} of the test split",
+        "noise": "Gaussian std on [0, 1] pixels (clipped); salt-and-pepper: fraction of pixels",
+        "attacks": f"L-inf eps on [0, 1] pixels; PGD-{suite.pgd_steps}, random start, {suite.pgd_restarts} restart(s)",
+    }})
