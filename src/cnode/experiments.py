@@ -29,32 +29,30 @@ def _seeds(seeds: list[int]) -> list[int]:
     return list(seeds)
 
 
-def robustness_runs(profile: str, datasets: list[str], seeds: list[int], rhos: list[float],
-                    device: str = "auto") -> list[RunConfig]:
-    """Chapter 3: per dataset and seed, the vanilla CNODE, the CNN baseline, and both regularizers per rho."""
+def _grid(profile: str, datasets: list[str], seeds: list[int], rhos: list[float], device: str,
+          with_cnn: bool) -> list[RunConfig]:
+    """Per dataset and seed: the vanilla CNODE, optionally the CNN baseline, and both regularizers per rho."""
     runs = []
     for dataset in datasets:
         for seed in _seeds(seeds):
             common = dict(dataset=dataset, seed=seed, device=device)
             runs.append(RunConfig.from_profile(profile, **common))
-            runs.append(RunConfig.from_profile(profile, model="cnn", **common))
+            if with_cnn:
+                runs.append(RunConfig.from_profile(profile, model="cnn", **common))
             for rho in rhos:
                 checks.positive("rho", rho)
                 for reg in ("weight", "jacobian"):
                     runs.append(RunConfig.from_profile(profile, regularizer=reg, rho=rho, **common))
     return runs
+
+
+def robustness_runs(profile: str, datasets: list[str], seeds: list[int], rhos: list[float],
+                    device: str = "auto") -> list[RunConfig]:
+    """Chapter 3: per dataset and seed, the vanilla CNODE, the CNN baseline, and both regularizers per rho."""
+    return _grid(profile, datasets, seeds, rhos, device, with_cnn=True)
 
 
 def sweep_runs(profile: str, datasets: list[str], seeds: list[int], rhos: list[float],
                device: str = "auto") -> list[RunConfig]:
-    """Chapter 4: both regularizers at every rho, plus the vanilla CNODE (rho = 0 on the plots' axis)."""
-    runs = []
-    for dataset in datasets:
-        for seed in _seeds(seeds):
-            common = dict(dataset=dataset, seed=seed, device=device)
-            runs.append(RunConfig.from_profile(profile, **common))
-            for rho in rhos:
-                checks.positive("rho", rho)
-                for reg in ("weight", "jacobian"):
-                    runs.append(RunConfig.from_profile(profile, regularizer=reg, rho=rho, **common))
-    return runs
+    """Chapter 4: both regularizers at every rho, plus the vanilla CNODE (its mean is the plots' reference)."""
+    return _grid(profile, datasets, seeds, rhos, device, with_cnn=False)
