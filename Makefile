@@ -11,7 +11,8 @@ export MPLBACKEND := Agg
 
 .PHONY: book test venv data chapters html unit smoke nbval lint clean
 
-book: chapters html
+book: chapters
+	$(MAKE) html
 
 test: unit smoke nbval
 

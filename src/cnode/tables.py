@@ -154,3 +154,26 @@ def settings_frame(cfg: RunConfig, suite: Any, seeds: list[int]) -> pd.DataFrame
         "noise": "Gaussian std on [0, 1] pixels (clipped); salt-and-pepper: fraction of pixels",
         "attacks": f"L-inf eps on [0, 1] pixels; PGD-{suite.pgd_steps}, random start, {suite.pgd_restarts} restart(s)",
     }})
+
+
+def hinge_evidence(cfgs: list[RunConfig]) -> pd.DataFrame:
+    """Does rho change training at all? Per (dataset, regularizer, seed), between the smallest and largest rho:
+    the final-epoch regularizer values, their difference, and the largest parameter difference of the trained
+    models. With a hinge ``ReLU(g + rho)`` whose every term stays active, the gradient does not depend on rho:
+    the values differ by exactly the rho difference (R_J) and the models coincide."""
+    from cnode import store
+
+    rows = []
+    groups: dict[tuple, dict[float, RunConfig]] = {}
+    for cfg in cfgs:
+        if cfg.model == "cnode" and cfg.regularizer != "none":
+            groups.setdefault((cfg.dataset, cfg.regularizer, cfg.seed), {})[cfg.rho] = cfg
+    for (dataset, reg, seed), by_rho in groups.items():
+        lo, hi = by_rho[min(by_rho)], by_rho[max(by_rho)]
+        run_lo, run_hi = store.load(lo), store.load(hi)
+        diff = max((p - q).abs().max().item()
+                   for p, q in zip(run_lo.model.parameters(), run_hi.model.parameters(), strict=True))
+        rows.append({"dataset": dataset, "regularizer": reg, "seed": seed, "rho_min": lo.rho, "rho_max": hi.rho,
+                     "reg_at_min": run_lo.final["reg"], "reg_at_max": run_hi.final["reg"],
+                     "reg_difference": run_hi.final["reg"] - run_lo.final["reg"], "max_param_difference": diff})
+    return pd.DataFrame(rows)
