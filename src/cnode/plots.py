@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 PALETTE = "colorblind"
 
@@ -173,6 +173,9 @@ def rho_sweep_figure(frame: pd.DataFrame, picks: list[tuple[str, float]], kind_n
             if len(vanilla):
                 ax.axhline(vanilla.mean(), color="k", ls="--", lw=1, label="vanilla (mean)")
             ax.set_xscale("log")
+            levels = sorted(reg["rho"].unique())
+            ax.set_xticks(levels, [f"{v:g}" for v in levels])
+            ax.xaxis.set_minor_locator(NullLocator())
             title = "clean" if kind == "clean" else f"{kind_names[kind]} {level:g}"
             ax.set_title(f"{dataset}: {title}", fontsize="small")
             ax.set_xlabel(r"$\rho$")
