@@ -8,12 +8,12 @@ import ast
 
 import nbformat
 import pytest
+from notebooks import BOOK
 
 from cnode import experiments
 from cnode.evaluate import SUITES
 from cnode.paths import results_dir
 from cnode.store import run_dir
-from notebooks import BOOK
 
 
 def defaults(stem: str) -> dict:
