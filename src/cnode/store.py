@@ -12,10 +12,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
 import platform
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from torch import nn
 from cnode import __version__, checks, data
 from cnode.config import RunConfig
 from cnode.evaluate import SUITES, robustness
-from cnode.paths import repo_root, results_dir
+from cnode.paths import atomic_file, repo_root, results_dir
 from cnode.train import build_model, resolve_device, train
 
 
@@ -60,18 +58,8 @@ def run_dir(cfg: RunConfig, root: Path | None = None) -> Path:
 
 def write_atomic(path: Path, payload: bytes) -> None:
     """Write ``payload`` to ``path`` via a temp file in the same folder, fsync, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path) as fh:
+        fh.write(payload)
 
 
 def _json_bytes(obj: Any) -> bytes:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cnode import store
 from cnode.config import RunConfig
 
 KIND_NAMES = {"clean": "clean", "gaussian": "Gaussian std (clipped)", "gaussian_noclip": "Gaussian std (not clipped)",
@@ -161,8 +162,6 @@ def hinge_evidence(cfgs: list[RunConfig]) -> pd.DataFrame:
     the final-epoch regularizer values, their difference, and the largest parameter difference of the trained
     models. With a hinge ``ReLU(g + rho)`` whose every term stays active, the gradient does not depend on rho:
     the values differ by exactly the rho difference (R_J) and the models coincide."""
-    from cnode import store
-
     rows = []
     groups: dict[tuple, dict[float, RunConfig]] = {}
     for cfg in cfgs:
