@@ -38,6 +38,17 @@ def test_key_is_stable_and_covers_what_changes_the_result():
     assert base.key() == RunConfig.from_profile("cpu", device="cpu").key()  # device is provenance only
     others = {RunConfig.from_profile("cpu", **{k: v}).key() for k, v in
               [("seed", 1), ("rho", 2.0), ("T", 1.0), ("regularizer", "weight"), ("dataset", "fashion"),
-               ("epochs", 4), ("jacobian_iters", 20)]}
-    assert len(others) == 7 and base.key() not in others
+               ("epochs", 4)]}
+    assert len(others) == 6 and base.key() not in others
     assert len(base.key()) == 12
+
+
+def test_jacobian_settings_enter_the_key_only_of_jacobian_runs():
+    for reg in ("none", "weight"):
+        base = RunConfig.from_profile("cpu", regularizer=reg)
+        assert base.key() == RunConfig.from_profile("cpu", regularizer=reg, jacobian_iters=5,
+                                                    jacobian_samples=None, jacobian_steps=3).key()
+    jac = RunConfig.from_profile("cpu", regularizer="jacobian")
+    others = {RunConfig.from_profile("cpu", regularizer="jacobian", **{k: v}).key() for k, v in
+              [("jacobian_iters", 20), ("jacobian_samples", None), ("jacobian_steps", None)]}
+    assert len(others) == 3 and jac.key() not in others

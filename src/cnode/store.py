@@ -87,10 +87,14 @@ def _read_torch(path: Path) -> Any:
 
 
 def _check_config(folder: Path, cfg: RunConfig) -> None:
-    """The folder's config.json must be this config (device aside): otherwise it is a foreign folder."""
+    """The folder's config.json must define this run (``RunConfig.identity``): otherwise it is foreign."""
     stored = _read_json(folder / "config.json")
-    mine = {k: v for k, v in cfg.to_dict().items() if k != "device"}
-    theirs = {k: v for k, v in stored.items() if k != "device"}
+    try:
+        theirs = RunConfig(**stored).identity()
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{folder / 'config.json'} is not a valid configuration ({exc}); delete {folder} and "
+                         "rerun") from exc
+    mine = cfg.identity()
     if theirs != mine:
         diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         raise StoreError(f"{folder / 'config.json'} belongs to another configuration (differs in {diff}); "

@@ -64,13 +64,27 @@ def _loss(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor,
     """Cross-entropy + gamma * regularizer; returns (loss, ce, reg, logits)."""
     if cfg.regularizer == "jacobian":
         logits, states = model(x, return_states=True)
-        reg = regularizers.jacobian(model, states, cfg.rho, cfg.jacobian_iters, gen, cfg.jacobian_samples)
+        reg = regularizers.jacobian(model, states, cfg.rho, cfg.jacobian_iters, gen, cfg.jacobian_samples,
+                                    cfg.jacobian_steps)
     else:
         logits = model(x)
         reg = (regularizers.weight(model, cfg.rho, cfg.a, cfg.b) if cfg.regularizer == "weight"
                else logits.new_zeros(()))
     ce = F.cross_entropy(logits, y)
     return ce + cfg.gamma * reg, ce, reg, logits
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, cfg: RunConfig, x: torch.Tensor,
+               y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimizer step on the batch (x, y): loss, backward, update. Returns (loss, ce, reg, logits).
+
+    The unit that ``train`` repeats and that ``benchmarks/run.py`` times; no host-device sync inside.
+    """
+    loss, ce, reg, logits = _loss(model, cfg, x, y, gen)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, ce, reg, logits
 
 
 def train(cfg: RunConfig, resume: dict[str, Any] | None = None,
@@ -104,13 +118,10 @@ def train(cfg: RunConfig, resume: dict[str, Any] | None = None,
         bar = tqdm(batches, desc=f"{cfg.label()} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None)
         for step, idx in enumerate(bar):
             x, y = x_train[idx], y_train[idx]
-            loss, ce, reg, logits = _loss(model, cfg, x, y, gen)
+            loss, ce, reg, logits = train_step(model, optimizer, cfg, x, y, gen)
             if not torch.isfinite(loss):
                 raise TrainingError(f"{cfg.label()}: loss became {loss.item()} at epoch {epoch + 1}, step {step + 1};"
                                     f" lower lr (now {cfg.lr}) or gamma (now {cfg.gamma})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
             sums["loss"] += loss.item() * len(idx)
             sums["ce"] += ce.item() * len(idx)
             sums["reg"] += reg.item() * len(idx)
@@ -147,10 +158,7 @@ def step_seconds(cfgs: dict[str, RunConfig], rounds: int = 5) -> dict[str, float
         for name, cfg in cfgs.items():
             gen = torch.Generator().manual_seed(r)
             start = time.perf_counter()
-            loss = _loss(models[name], cfg, *batches[name], gen)[0]
-            optimizers[name].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers[name].step()
+            train_step(models[name], optimizers[name], cfg, *batches[name], gen)
             if batches[name][0].is_cuda:
                 torch.cuda.synchronize()
             if r:

@@ -1,0 +1,106 @@
+"""The fast paths of issue 6 give the numbers of the plain formulas they replace (benchmarks/ times them).
+
+Tolerances: logits 1e-5, regularizer values and gradients 1e-4 (float32 where training runs in float32).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnode import contraction as cc
+from cnode import regularizers
+from cnode.models import ConvNODE, SmoothLeakyReLU, softplus_reference
+
+A, B = 0.1, 1.0
+
+
+def _plain_logits(model: ConvNODE, u: torch.Tensor) -> torch.Tensor:
+    """The textbook loop: plain softplus activation, ``x + h f(x)`` per step, linear head."""
+    act = lambda z: softplus_reference(z, model.act.a, model.act.b)  # noqa: E731
+    x = act(model.inp(u))
+    for conv in model.convs:
+        x = x + model.h * act(conv(x))
+    return model.head(x.flatten(1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_activation_equals_the_plain_formula_with_gradients(dtype):
+    x = torch.cat([torch.linspace(-60, 60, 2001), torch.randn(1000) * 3]).to(dtype).requires_grad_()
+    fast, plain = SmoothLeakyReLU(A, B)(x), softplus_reference(x, A, B)
+    torch.testing.assert_close(fast, plain, rtol=1e-6, atol=1e-6)
+    (g_fast,) = torch.autograd.grad(fast.square().sum(), x)
+    (g_plain,) = torch.autograd.grad(plain.square().sum(), x)
+    torch.testing.assert_close(g_fast, g_plain, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_activation_passes_gradcheck_and_gradgradcheck():
+    act = SmoothLeakyReLU(0.2, 1.5)
+    x = torch.randn(20, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(act, (x,))
+    assert torch.autograd.gradgradcheck(act, (x,))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_convnode_logits_equal_the_plain_loop(seed):
+    torch.manual_seed(seed)
+    model = ConvNODE(channels=8, steps=10, T=0.1)
+    u = torch.rand(16, 1, 28, 28)
+    torch.testing.assert_close(model(u), _plain_logits(model, u), rtol=0, atol=1e-5)
+    grads = [torch.autograd.grad(f(u).logsumexp(1).sum(), model.convs[3].weight)[0]
+             for f in (model, lambda v: _plain_logits(model, v))]
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_grouped_matvec_equals_conv_and_conv_transpose(dtype, tol):
+    gen = torch.Generator().manual_seed(3)
+    weight = torch.randn(5, 5, 3, 3, generator=gen, dtype=dtype).requires_grad_()
+    slope = (A + (B - A) * torch.rand(4, 5, 9, 7, generator=gen, dtype=dtype)).requires_grad_()
+    v = torch.randn(4, 5, 9, 7, generator=gen, dtype=dtype)
+    plain = (slope * F.conv2d(v, weight, padding=1) + F.conv_transpose2d(slope * v, weight, padding=1)) / 2
+    fast = cc.sym_jacobian_matvec(weight, slope, v)
+    torch.testing.assert_close(fast, plain, rtol=tol, atol=tol)
+    g_fast = torch.autograd.grad((fast * v).sum(), (weight, slope))
+    g_plain = torch.autograd.grad((plain * v).sum(), (weight, slope))
+    for a, b in zip(g_fast, g_plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+def _dense_reg_on(model: ConvNODE, states: list[torch.Tensor], rho: float, images: torch.Tensor,
+                  steps: list[int]) -> torch.Tensor:
+    """R_J by dense eigenvalues over exactly the given images and solver steps."""
+    terms = []
+    for k in steps:
+        slope = model.slope(k, states[k][images])
+        lam = torch.linalg.eigvalsh(cc.sym_jacobian_dense(model.convs[k].weight, slope))[:, -1]
+        terms.append(F.relu(lam + rho))
+    return torch.stack(terms).mean()
+
+
+@pytest.mark.parametrize("samples,steps", [(None, None), (3, 2), (1, 1)])
+def test_sampled_lanczos_regularizer_equals_dense_on_the_drawn_pairs(samples, steps):
+    torch.manual_seed(5)
+    model = ConvNODE(channels=3, steps=4, T=0.4, image_size=6)
+    u = torch.rand(5, 1, 6, 6)
+    _, states = model(u, return_states=True)
+    fast = regularizers.jacobian(model, states, rho=1.0, iters=120, generator=torch.Generator().manual_seed(9),
+                                 samples=samples, steps=steps)
+    gen = torch.Generator().manual_seed(9)  # replay the draws: images first, then steps
+    images = torch.randperm(5, generator=gen)[:samples] if samples else torch.arange(5)
+    chosen = torch.randperm(4, generator=gen)[:steps].sort().values.tolist() if steps else list(range(4))
+    dense = _dense_reg_on(model, states, 1.0, images, chosen)
+    torch.testing.assert_close(fast, dense, rtol=1e-4, atol=1e-4)
+    params = [model.convs[k].weight for k in chosen] + [model.inp.weight]
+    g_fast = torch.autograd.grad(fast, params, retain_graph=True)
+    g_dense = torch.autograd.grad(dense, params)
+    for a, b in zip(g_fast, g_dense, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_sampling_settings_are_validated():
+    model = ConvNODE(channels=2, steps=2, image_size=4)
+    _, states = model(torch.rand(2, 1, 4, 4), return_states=True)
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
+        regularizers.jacobian(model, states, rho=1.0, steps=0)
