@@ -9,7 +9,7 @@ NBVAL_SANITIZE := tests/nbval_sanitize.cfg
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: book test venv data chapters html unit smoke nbval lint clean
+.PHONY: book test venv data chapters html unit smoke nbval lint bench clean
 
 book: chapters
 	$(MAKE) html
@@ -49,6 +49,11 @@ smoke: $(DATA_STAMP)
 nbval: $(DATA_STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-sanitize-with $(NBVAL_SANITIZE) \
 	  --nbval-current-env $(CHAPTERS)
+
+# Ratios of step times, memory, lambda_max accuracy and PGD throughput on this machine (a few minutes on 2
+# cores); writes benchmarks/results/<device>.json, which chapter 5 reads. Trained models come from results/.
+bench: $(DATA_STAMP)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
