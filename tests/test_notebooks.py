@@ -4,6 +4,7 @@ plus the book conventions every chapter must keep."""
 from __future__ import annotations
 
 import ast
+import json
 import math
 from pathlib import Path
 
@@ -49,6 +50,17 @@ def check_rho_sweep(values: dict) -> None:
     assert values["channels_total"] == 16
 
 
+def check_cost(values: dict) -> None:
+    bench = json.loads((ROOT / "benchmarks" / "results" / "cpu.json").read_text())  # what the chapter reads
+    targets = bench["targets"]
+    assert values["ratio_ref"] == pytest.approx(targets["vanilla_over_reference"], abs=1e-3)
+    assert values["ratio_jac"] == pytest.approx(targets["jacobian_ratio"], abs=1e-2)
+    assert values["err_jac"] == pytest.approx(targets["jacobian_max_rel_error"], abs=1e-3)
+    assert values["default_iters"] == bench["settings"]["jacobian_default_iters"]
+    assert values["verdict_2"] == ("met" if targets["weight_ratio"] <= 1.05 else values["verdict_2"])
+    assert values["grid_runs"] == 48 and values["grid_train_h"] > 0
+
+
 #: chapter stem -> (tiny parameters, assertions on the glued values). Every chapter needs an entry.
 SMOKE = {
     "01_contraction": (dict(kernels=6, starts=2, size=4, channels=2, rho=2.0), check_contraction),
@@ -56,6 +68,7 @@ SMOKE = {
     "03_robustness": (dict(datasets=["mnist"], profile="smoke", seeds=[0], suite="smoke"), check_robustness),
     "04_rho_sweep": (dict(datasets=["mnist"], profile="smoke", seeds=[0], rhos=[0.5, 2.0], suite="smoke"),
                      check_rho_sweep),
+    "05_cost": (dict(grid_seeds=[0, 1, 2]), check_cost),
 }
 
 
