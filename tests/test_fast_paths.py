@@ -104,3 +104,37 @@ def test_sampling_settings_are_validated():
     _, states = model(torch.rand(2, 1, 4, 4), return_states=True)
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         regularizers.jacobian(model, states, rho=1.0, steps=0)
+
+
+def test_warm_started_regularizer_keeps_its_vectors_and_equals_dense():
+    torch.manual_seed(6)
+    model = ConvNODE(channels=3, steps=4, T=0.4, image_size=6)
+    _, states = model(torch.rand(5, 1, 6, 6), return_states=True)
+    dense = _dense_reg_on(model, states, 1.0, torch.arange(5), list(range(4)))
+    warm: dict[int, torch.Tensor] = {}
+    gen = torch.Generator().manual_seed(2)
+    first = regularizers.jacobian(model, states, rho=1.0, iters=120, generator=gen, warm=warm)
+    assert sorted(warm) == [0, 1, 2, 3] and all(v.shape == (3, 6, 6) for v in warm.values())
+    second = regularizers.jacobian(model, states, rho=1.0, iters=120, generator=gen, warm=warm)
+    torch.testing.assert_close(first, dense, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(second, dense, rtol=1e-4, atol=1e-4)
+
+
+def test_a_misleading_warm_start_does_not_hurt_and_a_good_one_helps():
+    """Images sharing one slope field (like the shared background of real digits) share the top eigenvector."""
+    gen = torch.Generator().manual_seed(4)
+    weight = cc.with_certified_rate(0.3 * torch.randn(4, 4, 3, 3, generator=gen, dtype=torch.float64), 0.5, A, B)
+    slope = (A + (B - A) * torch.rand(1, 4, 8, 8, generator=gen, dtype=torch.float64)).expand(3, 4, 8, 8)
+    dense = torch.linalg.eigvalsh(cc.sym_jacobian_dense(weight, slope))[:, -1]
+    _, top = cc.sym_jacobian_lambda_max(weight, slope, iters=256, return_vector=True, generator=gen)
+    good = regularizers.pooled_vector(top)
+    bad = torch.randn(4, 8, 8, generator=gen, dtype=torch.float64)
+    bad = bad - (bad * good).sum() / (good * good).sum() * good  # orthogonal to the good one
+    errors = {}
+    for name, warm, iters in (("bad", bad, 256), ("good", good, 8), ("cold", None, 8)):
+        v0 = regularizers.warm_start(warm, slope.shape, gen).double()
+        est = cc.sym_jacobian_lambda_max(weight, slope, iters=iters, v0=v0)
+        assert (est <= dense + 1e-9).all()  # always a Rayleigh quotient
+        errors[name] = ((est - dense).abs() / dense.abs()).max().item()
+    assert errors["bad"] < 1e-9  # enough products still find the top: the random part keeps its direction
+    assert errors["good"] < 1e-3 and errors["good"] < errors["cold"] / 50

@@ -17,7 +17,9 @@ OPTIONAL = {f.name for f in fields(RunConfig) if f.default is None}
 
 
 def _parse_value(text: str) -> Any:
-    """Numbers -> int or float, anything else stays a string."""
+    """Numbers -> int or float, true/false -> bool, anything else stays a string."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     for cast in (int, float):
         try:
             return cast(text)

@@ -77,11 +77,12 @@ def step_frame(bench: dict[str, Any], profile: str = "cpu") -> pd.DataFrame:
 
 
 def estimate_frame(bench: dict[str, Any]) -> pd.DataFrame:
-    """Error of the lambda_max estimate per model and Lanczos products over the checked (image, step) pairs:
+    """Error of the lambda_max estimate per model, start ("random" or "warm", as training has it) and Lanczos
+    products over the checked (image, step) pairs:
     relative ``|est - dense| / |dense|`` (median, max), absolute (max), and scaled by the spectral norm of the
     symmetric Jacobian (max; ``|est - dense| / max(|lambda_max|, |lambda_min|)``), with the mean dense value."""
     frame = pd.DataFrame(bench["estimates"])
-    return (frame.groupby(["model", "iters"])
+    return (frame.groupby(["model", "start", "iters"])
             .agg(pairs=("rel_error", "size"), median_error=("rel_error", "median"), max_error=("rel_error", "max"),
                  max_abs_error=("abs_error", "max"), max_scaled_error=("scaled_error", "max"),
                  mean_dense=("dense", "mean"), min_abs_dense=("dense", lambda d: d.abs().min()))

@@ -187,10 +187,11 @@ def rho_sweep_figure(frame: pd.DataFrame, picks: list[tuple[str, float]], kind_n
 
 def cost_figure(steps: pd.DataFrame, estimates: pd.DataFrame, default_iters: int, tolerance: float = 0.05) -> Figure:
     """Chapter 5: step cost of R_J against Lanczos products (left) and the largest relative error of the
-    lambda_max estimate against the dense value per model (right, log axis; the tolerance dashed)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4))
-    jac = steps[steps["Lanczos products"].notna() & (steps["images"] == steps.loc["jacobian", "images"])
-                & (steps["solver steps"] == steps.loc["jacobian", "solver steps"])].sort_values("Lanczos products")
+    lambda_max estimate against the dense value per model, warm (solid) and random (dotted) start (right, log
+    axis; the tolerance dashed)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 3.8))
+    same = steps.index.isin(["jacobian"]) | steps.index.str.match(r"jacobian-it\d+$")
+    jac = steps[same].sort_values("Lanczos products")
     left.plot(jac["Lanczos products"], jac["x vanilla"], marker="o", label="Jacobian regularizer (sampled)")
     left.axhline(1.0, color="k", lw=1, label="vanilla")
     left.axhline(steps.loc["weight", "x vanilla"], color="C2", ls=":", lw=1.5, label="weight regularizer")
@@ -199,7 +200,10 @@ def cost_figure(steps: pd.DataFrame, estimates: pd.DataFrame, default_iters: int
     left.set_ylabel("step time / vanilla step")
     left.legend(fontsize="x-small")
     for i, (model, part) in enumerate(estimates.groupby("model")):
-        right.plot(part["iters"], part["max_error"].clip(lower=1e-8), marker="o", color=f"C{i}", label=model)
+        for start, style in (("warm", "-"), ("random", ":")):
+            line = part[part["start"] == start]
+            right.plot(line["iters"], line["max_error"].clip(lower=1e-8), marker="o", ms=4, ls=style, color=f"C{i}",
+                       label=f"{model}, {start} start")
     right.axhline(tolerance, color="k", ls="--", lw=1, label=f"{tolerance:.0%}")
     right.axvline(default_iters, color="grey", ls="--", lw=1)
     right.set_yscale("log")

@@ -24,9 +24,31 @@ def weight(model: ConvNODE, rho: float, a: float, b: float) -> Tensor:
     return F.relu(2 * rho + weight_margin(model.node_weights(), a, b)).sum()
 
 
+#: Weight of the random part of a warm start ``v0 = warm + WARM_MIX * r`` (both of unit norm per image).
+WARM_MIX = 0.3
+
+
+def warm_start(warm: Tensor | None, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
+    """Lanczos start vectors (shape (B, C, H, W)): a random unit vector per image, plus ``warm`` (C, H, W)
+    when given. The random part keeps every direction in the Krylov space, so a misleading warm vector costs
+    a few products, never the estimate's validity (it stays a Rayleigh quotient <= lambda_max)."""
+    r = torch.randn(shape, generator=generator)
+    r = r / r.flatten(1).norm(dim=1).clamp_min(1e-30)[:, None, None, None]
+    if warm is None:
+        return r
+    return warm.cpu() / warm.norm().clamp_min(1e-30).cpu() + WARM_MIX * r
+
+
+def pooled_vector(vecs: Tensor) -> Tensor:
+    """Sign-aligned mean of the top Ritz vectors of a batch, (B, C, H, W) -> (C, H, W): the next warm start."""
+    signs = torch.sign((vecs * vecs[:1]).flatten(1).sum(1))
+    signs[signs == 0] = 1
+    return (vecs * signs[:, None, None, None]).mean(0)
+
+
 def jacobian(model: ConvNODE, states: list[Tensor], rho: float, iters: int = 10,
              generator: torch.Generator | None = None, samples: int | None = None,
-             steps: int | None = None) -> Tensor:
+             steps: int | None = None, warm: dict[int, Tensor] | None = None) -> Tensor:
     """``R_J = mean_{k, n} ReLU(lambda_max((J_k + J_k^T)/2)(x_k^n) + rho)`` (eq. ``reg-jacobian``).
 
     ``states`` are the trajectory ``[x_0, ..., x_N]`` of a batch (each (B, C, H, W)); step k's Jacobian is
@@ -34,7 +56,9 @@ def jacobian(model: ConvNODE, states: list[Tensor], rho: float, iters: int = 10,
     estimate with ``iters`` products; the gradient flows through the Rayleigh quotient into the weights and,
     via ``D_k``, into the states. ``samples`` < B images and ``steps`` < N solver steps, drawn at random
     without replacement, penalize only those (image, step) pairs: an unbiased estimate of the full mean at a
-    fraction of the cost. Scalar.
+    fraction of the cost. ``warm`` (a dict, updated in place) carries one vector per solver step from call to
+    call: Lanczos starts from it plus a random part (``warm_start``), so across training steps the iteration
+    keeps refining the top eigenvector instead of starting over. Scalar.
     """
     checks.nonnegative("rho", rho)
     batch = states[0].shape[0]
@@ -47,6 +71,13 @@ def jacobian(model: ConvNODE, states: list[Tensor], rho: float, iters: int = 10,
     terms = []
     for k in chosen:
         x = states[k] if pick is None else states[k][pick]
-        lam = sym_jacobian_lambda_max(model.convs[k].weight, model.slope(k, x), iters=iters, generator=generator)
+        slope = model.slope(k, x)
+        if warm is None:
+            lam = sym_jacobian_lambda_max(model.convs[k].weight, slope, iters=iters, generator=generator)
+        else:
+            v0 = warm_start(warm.get(k), slope.shape, generator)
+            lam, vecs = sym_jacobian_lambda_max(model.convs[k].weight, slope, iters=iters, v0=v0,
+                                                return_vector=True)
+            warm[k] = pooled_vector(vecs.detach())
         terms.append(F.relu(lam + rho))
     return torch.stack(terms).mean()

@@ -59,13 +59,13 @@ def contraction_report(model: nn.Module, cfg: RunConfig) -> dict[str, Any]:
         }
 
 
-def _loss(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor,
-          gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _loss(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
+          warm: dict[int, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cross-entropy + gamma * regularizer; returns (loss, ce, reg, logits)."""
     if cfg.regularizer == "jacobian":
         logits, states = model(x, return_states=True)
         reg = regularizers.jacobian(model, states, cfg.rho, cfg.jacobian_iters, gen, cfg.jacobian_samples,
-                                    cfg.jacobian_steps)
+                                    cfg.jacobian_steps, warm if cfg.jacobian_warm else None)
     else:
         logits = model(x)
         reg = (regularizers.weight(model, cfg.rho, cfg.a, cfg.b) if cfg.regularizer == "weight"
@@ -75,12 +75,14 @@ def _loss(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor,
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, cfg: RunConfig, x: torch.Tensor,
-               y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+               y: torch.Tensor, gen: torch.Generator, warm: dict[int, torch.Tensor] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One optimizer step on the batch (x, y): loss, backward, update. Returns (loss, ce, reg, logits).
 
-    The unit that ``train`` repeats and that ``benchmarks/run.py`` times; no host-device sync inside.
+    ``warm`` holds the Lanczos warm-start vectors of R_J across steps (used if ``cfg.jacobian_warm``). The unit
+    that ``train`` repeats and that ``benchmarks/run.py`` times; no host-device sync inside.
     """
-    loss, ce, reg, logits = _loss(model, cfg, x, y, gen)
+    loss, ce, reg, logits = _loss(model, cfg, x, y, gen, warm)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -100,11 +102,13 @@ def train(cfg: RunConfig, resume: dict[str, Any] | None = None,
     optimizer = opt_cls(model.parameters(), lr=cfg.lr)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=cfg.lr_decay)
     history: list[dict[str, Any]] = []
+    warm: dict[int, torch.Tensor] = {}
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         schedule.load_state_dict(resume["schedule"])
         history = list(resume["history"])
+        warm = {k: v.to(device) for k, v in resume.get("jacobian_warm", {}).items()}
     x_train, y_train = data.load(cfg.dataset, "train", cfg.train_subset)
     x_test, y_test = data.load(cfg.dataset, "test", cfg.test_subset)
     x_train, y_train = x_train.to(device), y_train.to(device)
@@ -118,7 +122,7 @@ def train(cfg: RunConfig, resume: dict[str, Any] | None = None,
         bar = tqdm(batches, desc=f"{cfg.label()} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None)
         for step, idx in enumerate(bar):
             x, y = x_train[idx], y_train[idx]
-            loss, ce, reg, logits = train_step(model, optimizer, cfg, x, y, gen)
+            loss, ce, reg, logits = train_step(model, optimizer, cfg, x, y, gen, warm)
             if not torch.isfinite(loss):
                 raise TrainingError(f"{cfg.label()}: loss became {loss.item()} at epoch {epoch + 1}, step {step + 1};"
                                     f" lower lr (now {cfg.lr}) or gamma (now {cfg.gamma})")
@@ -136,7 +140,8 @@ def train(cfg: RunConfig, resume: dict[str, Any] | None = None,
         history.append(record)
         if on_epoch is not None:
             on_epoch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                      "schedule": schedule.state_dict(), "history": history})
+                      "schedule": schedule.state_dict(), "history": history,
+                      "jacobian_warm": {k: v.cpu() for k, v in warm.items()}})
     return model.cpu(), history
 
 
@@ -146,19 +151,20 @@ def step_seconds(cfgs: dict[str, RunConfig], rounds: int = 5) -> dict[str, float
     Steps of all configs are interleaved round-robin on the same batch, so background load affects each
     alike; the first round is a warm-up and not counted. Ratios of these are what the book reports.
     """
-    models, optimizers, batches = {}, {}, {}
+    models, optimizers, batches, warms = {}, {}, {}, {}
     for name, cfg in cfgs.items():
         device = resolve_device(cfg.device)
         models[name] = build_model(cfg).to(device)
         optimizers[name] = torch.optim.Adam(models[name].parameters(), lr=cfg.lr)
         x, y = data.load(cfg.dataset, "train", cfg.batch_size)
         batches[name] = (x.to(device), y.to(device))
+        warms[name] = {}
     times: dict[str, list[float]] = {name: [] for name in cfgs}
     for r in range(rounds + 1):
         for name, cfg in cfgs.items():
             gen = torch.Generator().manual_seed(r)
             start = time.perf_counter()
-            train_step(models[name], optimizers[name], cfg, *batches[name], gen)
+            train_step(models[name], optimizers[name], cfg, *batches[name], gen, warms[name])
             if batches[name][0].is_cuda:
                 torch.cuda.synchronize()
             if r:
