@@ -89,6 +89,15 @@ def estimate_frame(bench: dict[str, Any]) -> pd.DataFrame:
             .reset_index())
 
 
+def dense_spread(bench: dict[str, Any]) -> pd.DataFrame:
+    """Per model and solver step: the dense lambda_max over the checked images, and its relative spread
+    ``(max - min) / |mean|`` (small: the top eigenvector does not depend on the image)."""
+    frame = pd.DataFrame(bench["estimates"]).drop_duplicates(["model", "image", "step"])
+    out = frame.groupby(["model", "step"])["dense"].agg(["mean", "min", "max"])
+    out["spread"] = (out["max"] - out["min"]) / out["mean"].abs()
+    return out
+
+
 def pgd_frame(bench: dict[str, Any]) -> pd.DataFrame:
     """PGD throughput per model: images per second, seconds, robust accuracy at eps 0.1."""
     frame = pd.DataFrame(bench["pgd"])
