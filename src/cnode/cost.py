@@ -104,14 +104,17 @@ def pgd_frame(bench: dict[str, Any]) -> pd.DataFrame:
     return frame[["model", "images", "pgd_steps", "eps", "seconds", "images_per_s", "robust_acc"]].set_index("model")
 
 
+def _variant(cfg: RunConfig) -> str:
+    """The benchmark variant a config's training and attack cost are read from."""
+    return "cnn" if cfg.model == "cnn" else {"none": "vanilla"}.get(cfg.regularizer, cfg.regularizer)
+
+
 def _step_ms(bench: dict[str, Any], cfg: RunConfig) -> float:
-    name = "cnn" if cfg.model == "cnn" else {"none": "vanilla"}.get(cfg.regularizer, cfg.regularizer)
-    return next(r["median_ms"] for r in bench["steps"] if r["name"] == name)
+    return next(r["median_ms"] for r in bench["steps"] if r["name"] == _variant(cfg))
 
 
 def _pgd_rate(bench: dict[str, Any], cfg: RunConfig) -> float:
-    name = "cnn" if cfg.model == "cnn" else {"none": "vanilla"}.get(cfg.regularizer, cfg.regularizer)
-    return next(r["images_per_s"] for r in bench["pgd"] if r["model"] == name)
+    return next(r["images_per_s"] for r in bench["pgd"] if r["model"] == _variant(cfg))
 
 
 def paper_grid(seeds: list[int], rhos: list[float]) -> list[RunConfig]:
