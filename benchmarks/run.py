@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from statistics import median, quantiles
 from typing import Any
 
 import torch
@@ -41,7 +42,7 @@ from cnode.config import RunConfig
 from cnode.contraction import sym_jacobian_dense, sym_jacobian_lambda_max
 from cnode.paths import atomic_file, repo_root
 from cnode.perturbations import pgd
-from cnode.train import build_model, resolve_device, train_step
+from cnode.train import build_model, interleaved_times, resolve_device, train_step
 
 HERE = Path(__file__).resolve().parent
 
@@ -131,16 +132,8 @@ def time_steps(names: list[str], device: torch.device, rounds: int, warmup: int,
     """Milliseconds per step of each variant, interleaved round-robin on the same batch."""
     batch = _batch(device, batch_size)
     steps = {name: make_step(name, device, batch) for name in names}
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(warmup + rounds):
-        for name in names:
-            _sync(device)
-            start = time.perf_counter()
-            steps[name](r)
-            _sync(device)
-            if r >= warmup:
-                times[name].append(1000 * (time.perf_counter() - start))
-    return times
+    times = interleaved_times(steps, rounds, warmup, cuda=device.type == "cuda")
+    return {name: [1000 * t for t in ts] for name, ts in times.items()}
 
 
 def saved_megabytes(name: str, device: torch.device, batch_size: int) -> float:
@@ -221,19 +214,15 @@ def stored_models(device: torch.device, quick: bool) -> dict[str, nn.Module]:
 
 def _warm_vector(model: nn.Module, k: int, images: torch.Tensor, iters: int, batches: int, quick: bool) -> torch.Tensor:
     """The warm-start vector of solver step k after ``batches`` earlier batches of 8 training images at fixed
-    weights, built exactly as training builds it (``regularizers.jacobian`` with a ``warm`` dict)."""
-    warm: dict[int, torch.Tensor] = {}
-    gen = torch.Generator().manual_seed(1)
+    weights, built exactly as training builds it (``regularizers.warm_lambda_max``)."""
+    warm, gen = None, torch.Generator().manual_seed(1)
     for b in range(batches):
         with torch.no_grad():
             _, states = model(images[8 * b:8 * b + 8], return_states=True)
         if quick:
             states = [s[..., :6, :6] for s in states]
-        slope = model.slope(k, states[k])
-        v0 = regularizers.warm_start(warm.get(k), slope.shape, gen)
-        _, vecs = sym_jacobian_lambda_max(model.convs[k].weight, slope, iters=iters, v0=v0, return_vector=True)
-        warm[k] = regularizers.pooled_vector(vecs.detach())
-    return warm[k]
+        _, warm = regularizers.warm_lambda_max(model.convs[k].weight, model.slope(k, states[k]), iters, warm, gen)
+    return warm
 
 
 def estimate_errors(models: dict[str, nn.Module], iters: list[int], default_iters: int,
@@ -323,17 +312,6 @@ def machine(device: torch.device, threads: int) -> dict[str, Any]:
             "date": datetime.date.today().isoformat()}
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
@@ -343,6 +321,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"timing {len(names)} step variants, {rounds} rounds ...", file=sys.stderr)
     times = time_steps(names, device, rounds, warmup, bsz)
     vanilla = median(times["vanilla"])
+    quartiles = {name: quantiles(ts, n=4) for name, ts in times.items()}
     steps = []
     for name in names:
         cfg = _config(VARIANTS[name][1] or {}, device.type)
@@ -350,7 +329,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         steps.append({"name": name, "what": VARIANTS[name][0], "regularizer": cfg.regularizer,
                       "iters": cfg.jacobian_iters if jac else None, "samples": cfg.jacobian_samples if jac else None,
                       "solver_steps": cfg.jacobian_steps if jac else None, "median_ms": median(times[name]),
-                      "q25_ms": quantile(times[name], 0.25), "q75_ms": quantile(times[name], 0.75),
+                      "q25_ms": quartiles[name][0], "q75_ms": quartiles[name][2],
                       "ratio": median(times[name]) / vanilla, "saved_mb": saved_megabytes(name, device, bsz)})
     print("peak memory per variant (fresh processes) ...", file=sys.stderr)
     for row in steps:

@@ -46,6 +46,14 @@ def pooled_vector(vecs: Tensor) -> Tensor:
     return (vecs * signs[:, None, None, None]).mean(0)
 
 
+def warm_lambda_max(weight: Tensor, slope: Tensor, iters: int, warm: Tensor | None,
+                    generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """Lanczos ``lambda_max`` (B,) started from ``warm_start(warm)``, and the next warm vector (C, H, W)."""
+    v0 = warm_start(warm, slope.shape, generator)
+    lam, vecs = sym_jacobian_lambda_max(weight, slope, iters=iters, v0=v0, return_vector=True)
+    return lam, pooled_vector(vecs.detach())
+
+
 def jacobian(model: ConvNODE, states: list[Tensor], rho: float, iters: int = 10,
              generator: torch.Generator | None = None, samples: int | None = None,
              steps: int | None = None, warm: dict[int, Tensor] | None = None) -> Tensor:
@@ -75,9 +83,6 @@ def jacobian(model: ConvNODE, states: list[Tensor], rho: float, iters: int = 10,
         if warm is None:
             lam = sym_jacobian_lambda_max(model.convs[k].weight, slope, iters=iters, generator=generator)
         else:
-            v0 = warm_start(warm.get(k), slope.shape, generator)
-            lam, vecs = sym_jacobian_lambda_max(model.convs[k].weight, slope, iters=iters, v0=v0,
-                                                return_vector=True)
-            warm[k] = pooled_vector(vecs.detach())
+            lam, warm[k] = warm_lambda_max(model.convs[k].weight, slope, iters, warm.get(k), generator)
         terms.append(F.relu(lam + rho))
     return torch.stack(terms).mean()

@@ -145,28 +145,39 @@ def train(cfg: RunConfig, resume: dict[str, Any] | None = None,
     return model.cpu(), history
 
 
+def interleaved_times(steps: dict[str, Callable[[int], Any]], rounds: int, warmup: int = 1,
+                      cuda: bool = False) -> dict[str, list[float]]:
+    """Seconds per call of each ``steps[name](round)``, called round-robin so that background load affects
+    each alike; the first ``warmup`` rounds are not counted. ``cuda`` synchronizes around every call."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for r in range(warmup + rounds):
+        for name, step in steps.items():
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            step(r)
+            if cuda:
+                torch.cuda.synchronize()
+            if r >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
 def step_seconds(cfgs: dict[str, RunConfig], rounds: int = 5) -> dict[str, float]:
     """Median wall time of one training step (forward, regularizer, backward, Adam) per config.
 
-    Steps of all configs are interleaved round-robin on the same batch, so background load affects each
-    alike; the first round is a warm-up and not counted. Ratios of these are what the book reports.
+    Steps of all configs are interleaved round-robin on the same batch (``interleaved_times``) after one
+    warm-up round. Ratios of these are what the book reports.
     """
-    models, optimizers, batches, warms = {}, {}, {}, {}
+    steps, cuda = {}, False
     for name, cfg in cfgs.items():
         device = resolve_device(cfg.device)
-        models[name] = build_model(cfg).to(device)
-        optimizers[name] = torch.optim.Adam(models[name].parameters(), lr=cfg.lr)
+        cuda |= device.type == "cuda"
+        model = build_model(cfg).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         x, y = data.load(cfg.dataset, "train", cfg.batch_size)
-        batches[name] = (x.to(device), y.to(device))
-        warms[name] = {}
-    times: dict[str, list[float]] = {name: [] for name in cfgs}
-    for r in range(rounds + 1):
-        for name, cfg in cfgs.items():
-            gen = torch.Generator().manual_seed(r)
-            start = time.perf_counter()
-            train_step(models[name], optimizers[name], cfg, *batches[name], gen, warms[name])
-            if batches[name][0].is_cuda:
-                torch.cuda.synchronize()
-            if r:
-                times[name].append(time.perf_counter() - start)
+        batch, warm = (x.to(device), y.to(device)), {}
+        steps[name] = (lambda r, m=model, o=optimizer, c=cfg, b=batch, w=warm:
+                       train_step(m, o, c, *b, torch.Generator().manual_seed(r), w))
+    times = interleaved_times(steps, rounds, cuda=cuda)
     return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
