@@ -3,25 +3,43 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+LOCK   := requirements.lock
 DATA_STAMP := data/.verified
 CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
 NBVAL_SANITIZE := tests/nbval_sanitize.cfg
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
+# MathJax 3 (npm) is copied into the build so that the book reads offline; the tarball is sha256-checked.
+MATHJAX_VERSION := 3.2.2
+MATHJAX_SHA256  := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09
+MATHJAX_TGZ     := $(VENV)/mathjax-$(MATHJAX_VERSION).tgz
+MATHJAX         := _vendor/mathjax/tex-mml-chtml.js
 
-.PHONY: book test venv data chapters html unit smoke nbval lint bench clean
+.PHONY: book test venv data chapters html unit smoke nbval browser browser-deps mathjax lock lint bench clean
 
 book: chapters
 	$(MAKE) html
 
-test: unit smoke nbval
+test: unit smoke nbval browser
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The whole dependency tree is pinned in $(LOCK) (uv pip compile, see `make lock`); pip installs it, so PyTorch
+# comes from the wheels on local disk where pip is configured for them.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[book,test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
+
+# Regenerate the lock after changing a pin in pyproject.toml: uv resolves the whole tree for linux x86-64 and
+# Python 3.11 whatever machine runs it; no index or find-links lines are written.
+UV := .venv-uv/bin/uv
+lock:
+	test -x $(UV) || { $(PYTHON) -m venv .venv-uv && .venv-uv/bin/python -m pip install --quiet uv==0.13.9; }
+	$(UV) pip compile pyproject.toml --extra book --extra test --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --no-emit-index-url --no-emit-find-links \
+	  --custom-compile-command "make lock" -o $(LOCK)
 
 # Re-verified (sha256) whenever the fetcher changes; a no-op when files are present and valid.
 $(DATA_STAMP): $(STAMP) src/cnode/data.py
@@ -35,13 +53,25 @@ chapters: $(DATA_STAMP)
 	@for nb in $(CHAPTERS); do \
 	  echo "executing $$nb"; \
 	  $(BIN)/papermill --cwd book --kernel python3 --log-level WARNING "$$nb" "$$nb" || exit 1; \
+	  $(BIN)/python -m cnode.nbclean "$$nb" || exit 1; \
 	done
 
-html: $(STAMP)
+$(MATHJAX_TGZ): | $(STAMP)
+	cd $(VENV) && npm pack --silent mathjax@$(MATHJAX_VERSION) > /dev/null
+	echo "$(MATHJAX_SHA256)  $@" | sha256sum --check --quiet || { rm -f $@; echo "mathjax tarball: checksum mismatch"; exit 1; }
+
+$(MATHJAX): $(MATHJAX_TGZ)
+	rm -rf _vendor/mathjax && mkdir -p _vendor/mathjax
+	tar -xzf $< -C _vendor/mathjax --strip-components=2 package/es5
+	touch $@
+
+mathjax: $(MATHJAX)
+
+html: $(STAMP) $(MATHJAX)
 	$(BIN)/jupyter-book build . -W --keep-going
 
 unit: $(DATA_STAMP)
-	$(BIN)/python -m pytest tests -m "not notebook"
+	$(BIN)/python -m pytest tests -m "not notebook and not browser"
 
 smoke: $(DATA_STAMP)
 	$(BIN)/python -m pytest tests -m notebook
@@ -55,8 +85,24 @@ nbval: $(DATA_STAMP)
 bench: $(DATA_STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
+# Debian's Chromium and its driver for the browser test (as root; elsewhere one line says what to install).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null; \
+	  else \
+	    echo "the browser test needs Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# Build the HTML from the committed notebooks and open every page in headless Chromium; screenshots land in
+# _build/screenshots/.
+browser: html browser-deps
+	$(BIN)/python -m pytest tests -m browser
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf _build
+	rm -rf _build _vendor

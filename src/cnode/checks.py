@@ -7,7 +7,7 @@ form ``rho must be > 0, got -1``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, get_origin
 
 
 def positive(name: str, value: float) -> float:
@@ -46,3 +46,42 @@ def slopes(a: float, b: float) -> tuple[float, float]:
     if a > b:
         raise ValueError(f"slope bounds need a <= b, got a={a!r}, b={b!r}")
     return a, b
+
+
+#: Names IPython puts in a kernel's namespace; never parameters.
+_KERNEL_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+_PLAIN = (bool, int, float, str, list, dict, tuple, type(None))
+
+
+class ParameterError(ValueError):
+    """A chapter was run with a parameter it does not know, or of the wrong type."""
+
+
+def parameters(namespace: dict[str, Any]) -> dict[str, Any]:
+    """Validate a chapter's papermill parameters in its kernel ``namespace`` (pass ``globals()``); returns them.
+
+    The known parameters are the annotated names of the chapter's ``parameters`` cell (one list: its
+    ``__annotations__``). Papermill injects ``-p``/``-y`` values as plain assignments in a cell of their own, so a
+    plain value (number, string, list, ...) bound to an unannotated public name is an unknown parameter. Types
+    follow the annotations: an int is accepted (and converted) where a float is expected; a string where a list
+    is expected gets a hint on how to pass a list.
+    """
+    annotations: dict[str, Any] = namespace.get("__annotations__", {})
+    known = ", ".join(annotations)
+    unknown = sorted(name for name, value in namespace.items()
+                     if not name.startswith("_") and name not in _KERNEL_NAMES and name not in annotations
+                     and isinstance(value, _PLAIN))
+    if unknown:
+        raise ParameterError(f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                             f"this chapter knows: {known}")
+    for name, kind in annotations.items():
+        value = namespace[name]
+        kind = get_origin(kind) or kind  # list[int] -> list
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            namespace[name] = value = float(value)
+        if kind is list and isinstance(value, str):
+            raise ParameterError(f"{name} must be a list, got the string {value!r}: pass lists with -y, "
+                                 f"e.g. -y '{name}: [0, 1]'")
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ParameterError(f"{name} must be {kind.__name__}, got {value!r}")
+    return {name: namespace[name] for name in annotations}

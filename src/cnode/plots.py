@@ -16,8 +16,10 @@ PALETTE = "colorblind"
 
 
 def use_style() -> None:
-    """The book's plotting style: seaborn whitegrid, colorblind palette, compact figures."""
+    """The book's plotting style: seaborn whitegrid, colorblind palette, compact figures; tables shown whole
+    (pandas would cut long cells to 50 characters)."""
     sns.set_theme(style="whitegrid", palette=PALETTE, context="notebook")
+    pd.set_option("display.max_colwidth", None)
     plt.rcParams.update({"figure.figsize": (6.0, 3.6), "figure.dpi": 100, "savefig.bbox": "tight",
                          "axes.titlesize": "medium"})
 
@@ -131,6 +133,25 @@ def robustness_curves(frame: pd.DataFrame, kind_names: dict[str, str]) -> Figure
             ax.set_ylim(-0.02, 1.02)
     if axes[0][0].get_legend() is not None:
         axes[0][0].legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def robustness_heatmap(tables: dict[str, pd.DataFrame]) -> Figure:
+    """The robustness table at a glance: one heatmap per dataset of mean accuracy (rows perturbation and level,
+    columns models), every cell annotated; ``tables`` maps a dataset to ``tables.mean_accuracy``'s frame."""
+    rows = max(len(t) for t in tables.values())
+    fig, axes = plt.subplots(1, len(tables), figsize=(3.2 + 1.2 * sum(t.shape[1] for t in tables.values()),
+                                                      1.0 + 0.24 * rows), squeeze=False)
+    for i, (ax, (dataset, table)) in enumerate(zip(axes[0], tables.items(), strict=True)):
+        sns.heatmap(table, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", annot_kws={"fontsize": 7},
+                    cbar=i == len(tables) - 1, cbar_kws={"label": "mean accuracy"}, ax=ax,
+                    yticklabels=i == 0, linewidths=0.3, linecolor="white")
+        ax.set_title(dataset, fontsize="small")
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.tick_params(axis="both", labelsize=7)
+        ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig
 

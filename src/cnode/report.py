@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Any
 
@@ -34,13 +35,30 @@ def glue_value(name: str, value: Any, digits: int = 3, significant: bool = False
     return out
 
 
+#: Resolution of the PNGs glued for the book (pixels per inch of the figure's size).
+FIGURE_DPI = 120
+
+
+def figure_png(fig: Figure, dpi: int = FIGURE_DPI) -> bytes:
+    """Render ``fig`` to PNG bytes with the Agg renderer, whatever backend is active; no timestamp or software
+    metadata, so the same figure always gives the same bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
+
+
 def glue_figure(name: str, fig: Figure) -> Figure:
-    """Glue a figure (shown where the text pastes it with ``{glue:figure}``), then close it so the notebook
-    does not show it a second time; returns it."""
+    """Glue ``fig`` as a rendered PNG image (shown where the text pastes it with ``{glue:figure}``), then close it.
+
+    A live ``Figure`` would be recorded through the kernel's display machinery, which keeps only the text
+    ``<Figure size ...>`` when the backend is not inline (e.g. ``MPLBACKEND=Agg``); an explicit PNG does not
+    depend on the backend or the kernel. Returns the figure.
+    """
     import matplotlib.pyplot as plt
+    from IPython.display import Image
     from myst_nb import glue
 
-    glue(name, fig, display=False)
+    glue(name, Image(data=figure_png(fig), format="png"), display=False)
     plt.close(fig)
     return fig
 
@@ -99,9 +117,44 @@ def config_table(cfgs: dict[str, Any]) -> pd.DataFrame:
     return pd.concat([shared, frame[~same]]).astype(str)
 
 
-def glue_table(name: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """Glue a (rounded) table; paste it on any page with the ``{glue}`` directive and ``:doc:``."""
+def markdown_table(frame: pd.DataFrame, digits: int | None = None) -> str:
+    """``frame`` as a MyST pipe table: index levels become the first columns (a value equal to the row above is
+    left blank, as pandas shows a MultiIndex), column levels are joined by a space, numbers right-aligned. Index
+    floats print as ``0.05``; value floats with ``digits`` decimals when given (so 0.900 keeps its zeros).
+
+    A pipe table, unlike a DataFrame's HTML, can sit in a ``{table}`` directive: numbered, captioned, never cut.
+    """
+    flat = frame.copy()
+    if isinstance(flat.columns, pd.MultiIndex):
+        flat.columns = [" ".join(str(part) for part in col if str(part)) for col in flat.columns]
+    index_names = [name or "" for name in flat.index.names]
+    flat = flat.reset_index(names=[name or f"level_{i}" for i, name in enumerate(flat.index.names)])
+    keys = flat.columns[:len(index_names)]
+    shown = flat.astype(object).where(flat.notna(), "–")
+    for depth in range(len(keys) - 1, -1, -1):  # blank repeated index values, outermost levels decide
+        same = (flat[keys[:depth + 1]] == flat[keys[:depth + 1]].shift()).all(axis=1)
+        shown.loc[same, keys[depth]] = ""
+    header = [*index_names, *[str(c) for c in flat.columns[len(keys):]]]
+    numeric = [pd.api.types.is_numeric_dtype(flat[c]) for c in flat.columns]
+
+    def cell(value: Any, is_index: bool) -> str:
+        if isinstance(value, float):
+            text = f"{value:g}" if is_index or digits is None else f"{value:.{digits}f}"
+        else:
+            text = str(value)
+        return text.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---:" if n else "---" for n in numeric) + " |"]
+    lines += ["| " + " | ".join(cell(v, i < len(keys)) for i, v in enumerate(row)) + " |"
+              for row in shown.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def glue_table(name: str, frame: pd.DataFrame, digits: int | None = None) -> pd.DataFrame:
+    """Glue a (rounded) table as a pipe table; paste it inside a ``{table}`` directive (caption, ``:name:``) with
+    a ``{glue:md}`` directive and ``:format: myst``, so it is numbered like a figure. Returns ``frame``."""
+    from IPython.display import Markdown
     from myst_nb import glue
 
-    glue(name, frame, display=False)
+    glue(name, Markdown(markdown_table(frame, digits)), display=False)
     return frame

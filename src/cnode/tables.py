@@ -35,15 +35,41 @@ def robustness_frame(results: list[tuple[RunConfig, dict[str, Any]]]) -> pd.Data
     return pd.DataFrame(rows)
 
 
+def level_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``frame`` (columns kind, level) in the book's order: perturbations as in KIND_NAMES, levels
+    ascending as numbers (never as strings: 0.05 before 0.1)."""
+    rank = {kind: i for i, kind in enumerate(KIND_NAMES)}
+    return frame.assign(_rank=frame["kind"].map(rank)).sort_values(["_rank", "level"], kind="stable").drop(
+        columns="_rank")
+
+
 def mean_std_table(frame: pd.DataFrame, dataset: str, levels_zero: bool = False) -> pd.DataFrame:
-    """Rows (perturbation, level), columns models; cells 'mean +- std' accuracy over seeds (std: ddof 1)."""
+    """Rows (perturbation, level) in numeric order, columns models; cells 'mean ± std' accuracy over seeds
+    (std: ddof 1)."""
     part = frame[(frame["dataset"] == dataset) & ((frame["level"] > 0) | (frame["kind"] == "clean") | levels_zero)]
-    stats = part.groupby(["kind", "level", "model"], sort=False)["acc"].agg(["mean", "std", "count"])
+    stats = level_order(part).groupby(["kind", "level", "model"], sort=False)["acc"].agg(["mean", "std", "count"])
     cells = stats.apply(lambda r: f"{r['mean']:.3f} ± {0.0 if np.isnan(r['std']) else r['std']:.3f}", axis=1)
     table = cells.unstack("model")
+    order = level_order(pd.DataFrame(list(table.index), columns=["kind", "level"]))
+    table = table.loc[[tuple(row) for row in order.itertuples(index=False)], list(dict.fromkeys(part["model"]))]
     table.index = pd.MultiIndex.from_tuples([(KIND_NAMES[k], lvl) for k, lvl in table.index],
                                             names=["perturbation", "level"])
     return table
+
+
+def robustness_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """``mean_std_table`` of every dataset side by side: rows (perturbation, level), columns (dataset, model)."""
+    datasets = list(dict.fromkeys(frame["dataset"]))
+    return pd.concat({dataset: mean_std_table(frame, dataset) for dataset in datasets}, axis=1)
+
+
+def mean_accuracy(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Mean accuracy over seeds, rows 'perturbation level' in the book's order, columns models (for heatmaps)."""
+    part = level_order(frame[(frame["dataset"] == dataset) & ((frame["level"] > 0) | (frame["kind"] == "clean"))])
+    part = part.assign(row=[KIND_NAMES[k] if k == "clean" else f"{KIND_NAMES[k]} {lvl:g}"
+                            for k, lvl in zip(part["kind"], part["level"], strict=True)])
+    table = part.groupby(["row", "model"], sort=False)["acc"].mean().unstack("model")
+    return table.loc[list(dict.fromkeys(part["row"])), list(dict.fromkeys(part["model"]))]
 
 
 def comparison(frame: pd.DataFrame, baseline: str = "vanilla") -> pd.DataFrame:
@@ -67,6 +93,14 @@ def comparison(frame: pd.DataFrame, baseline: str = "vanilla") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def comparison_display(compare: pd.DataFrame) -> pd.DataFrame:
+    """``comparison``'s frame for the page: indexed by dataset, perturbation (book names) and level, rows in the
+    book's order."""
+    ordered = pd.concat([level_order(part) for _, part in compare.groupby("dataset", sort=False)])
+    ordered = ordered.assign(kind=ordered["kind"].map(KIND_NAMES)).rename(columns={"kind": "perturbation"})
+    return ordered.set_index(["dataset", "perturbation", "level"])
+
+
 #: The levels the intro's summary table shows: (kind, level).
 SUMMARY_LEVELS = [("clean", 0.0), ("gaussian", 0.2), ("salt_pepper", 0.1), ("fgsm", 0.1), ("pgd", 0.1)]
 
@@ -78,6 +112,27 @@ def summary(frame: pd.DataFrame, levels: list[tuple[str, float]] = SUMMARY_LEVEL
                                          for k, lvl in zip(picked["kind"], picked["level"], strict=True)])
     table = picked.groupby(["dataset", "perturbation", "model"], sort=False)["acc"].mean().round(3)
     return table.unstack("model")
+
+
+#: Short glue-name keys of the summary's levels and models (the intro's table pastes ``sum_<dataset>_<level>_<model>``).
+SUMMARY_KEYS = {("clean", 0.0): "clean", ("gaussian", 0.2): "g2", ("salt_pepper", 0.1): "sp1", ("fgsm", 0.1): "fgsm1",
+                ("pgd", 0.1): "pgd1"}
+
+
+def summary_cells(frame: pd.DataFrame, levels: list[tuple[str, float]] = SUMMARY_LEVELS) -> dict[str, str]:
+    """``{"sum_<dataset>_<level key>_<model key>": "0.912 ± 0.004"}``: mean ± seed std (ddof 1) at the summary's
+    levels, model keys ``vanilla``, ``cnn``, ``weight``, ``jacobian`` (the first rho of each regularizer)."""
+    out: dict[str, str] = {}
+    for (dataset, kind, level, regularizer, model), part in frame.groupby(
+            ["dataset", "kind", "level", "regularizer", "model"], sort=False):
+        key = SUMMARY_KEYS.get((kind, level)) if (kind, level) in levels else None
+        model_key = "cnn" if model == "CNN" else "vanilla" if regularizer == "none" else regularizer
+        name = f"sum_{dataset}_{key}_{model_key}"
+        if key is None or name in out:
+            continue
+        std = part["acc"].std() if len(part) > 1 else 0.0
+        out[name] = f"{part['acc'].mean():.3f} ± {std:.3f}"
+    return out
 
 
 #: The cells the robustness chapter discusses in prose: glue-name suffix -> (kind, level).

@@ -1,0 +1,64 @@
+"""Strip what changes from run to run out of executed notebooks, so that ``make book`` leaves git clean.
+
+Papermill and the kernel record wall-clock times (``start_time``, ``end_time``, ``duration``, the ``execution``
+timestamps of every cell); none of it is a result. ``python -m cnode.nbclean book/*.ipynb`` rewrites the files
+in place (atomically); ``volatile(nb)`` lists what would be removed (the test on committed notebooks uses it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cnode.paths import atomic_file
+
+NOTEBOOK_KEYS = ("start_time", "end_time", "duration")  # under metadata.papermill
+CELL_KEYS = ("papermill", "execution")  # per-cell metadata written by papermill and the kernel
+
+
+def volatile(nb: dict[str, Any]) -> list[str]:
+    """Where ``nb`` (a notebook as JSON) carries run-to-run metadata: a list of 'metadata.papermill.duration',
+    'cell 3: execution', ... (empty when clean)."""
+    found = [f"metadata.papermill.{key}" for key in NOTEBOOK_KEYS if key in nb.get("metadata", {}).get("papermill", {})]
+    for i, cell in enumerate(nb.get("cells", [])):
+        found += [f"cell {i}: {key}" for key in CELL_KEYS if key in cell.get("metadata", {})]
+    return found
+
+
+def strip(nb: dict[str, Any]) -> dict[str, Any]:
+    """Remove the volatile metadata of ``nb`` in place and return it."""
+    papermill = nb.get("metadata", {}).get("papermill", {})
+    for key in NOTEBOOK_KEYS:
+        papermill.pop(key, None)
+    for cell in nb.get("cells", []):
+        for key in CELL_KEYS:
+            cell.get("metadata", {}).pop(key, None)
+    return nb
+
+
+def clean_file(path: Path) -> bool:
+    """Strip ``path`` in place, written as nbformat writes it; True when it changed."""
+    import nbformat
+
+    nb = json.loads(path.read_text())
+    if not volatile(nb):
+        return False
+    text = nbformat.writes(nbformat.from_dict(strip(nb)))
+    with atomic_file(path) as fh:
+        fh.write(text.encode())
+    return True
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print("usage: python -m cnode.nbclean NOTEBOOK.ipynb ...", file=sys.stderr)
+        return 2
+    for name in argv:
+        clean_file(Path(name))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
