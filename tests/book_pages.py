@@ -17,7 +17,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN_TAGS = {"remove-cell", "remove-output"}
 
-DIRECTIVE = re.compile(r"^(`{3,}|:{3,})\{(glue|glue:figure|glue:any)\}\s+(\S+)\s*\n((?:\s*:[\w-]+:.*\n)*)", re.M)
+DIRECTIVE = re.compile(r"^(`{3,}|:{3,})\{(glue|glue:figure|glue:any|glue:md)\}\s+(\S+)\s*\n((?:\s*:[\w-]+:.*\n)*)", re.M)
 OPTION = re.compile(r":([\w-]+):\s*(.*)")
 PIPE_TABLE = re.compile(r"^\|.*\|\s*\n\|\s*:?-{3,}", re.M)
 MATH = re.compile(r"\$[^$\n]+\$|\$\$|\{math\}|\\\(")
@@ -67,7 +67,9 @@ def is_image(bundle: dict[str, Any]) -> bool:
 
 
 def is_table(bundle: dict[str, Any]) -> bool:
-    return "<table" in "".join(bundle.get("text/html", ""))
+    """An HTML table (a displayed DataFrame) or a MyST pipe table (``report.glue_table``)."""
+    return "<table" in "".join(bundle.get("text/html", "")) or bool(
+        PIPE_TABLE.search("".join(bundle.get("text/markdown", ""))))
 
 
 def figure_pastes(nb: nbformat.NotebookNode) -> list[str]:
