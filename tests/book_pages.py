@@ -17,7 +17,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN_TAGS = {"remove-cell", "remove-output"}
 
-DIRECTIVE = re.compile(r"^(`{3,}|:{3,})\{(glue|glue:figure|glue:any|glue:md)\}\s+(\S+)\s*\n((?:\s*:[\w-]+:.*\n)*)", re.M)
+DIRECTIVE = re.compile(r"^(`{3,}|:{3,})\{(glue|glue:figure|glue:any|glue:md)\}\s+(\S+)\s*\n"
+                       r"((?:\s*:[\w-]+:.*\n)*)", re.M)
 OPTION = re.compile(r":([\w-]+):\s*(.*)")
 PIPE_TABLE = re.compile(r"^\|.*\|\s*\n\|\s*:?-{3,}", re.M)
 MATH = re.compile(r"\$[^$\n]+\$|\$\$|\{math\}|\\\(")
