@@ -39,13 +39,14 @@ def strip(nb: dict[str, Any]) -> dict[str, Any]:
 
 
 def clean_file(path: Path) -> bool:
-    """Strip ``path`` in place, written as nbformat writes it; True when it changed."""
+    """Strip ``path`` in place, written as ``nbformat.write`` writes it (with a final newline, so a notebook
+    edited with nbformat and one executed by papermill compare equal); True when it changed."""
     import nbformat
 
     nb = json.loads(path.read_text())
     if not volatile(nb):
         return False
-    text = nbformat.writes(nbformat.from_dict(strip(nb)))
+    text = nbformat.writes(nbformat.from_dict(strip(nb))).rstrip("\n") + "\n"
     with atomic_file(path) as fh:
         fh.write(text.encode())
     return True
