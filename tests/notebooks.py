@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from book_pages import glued_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -27,21 +28,16 @@ def run(notebook: Path, out: Path, **parameters: Any) -> nbformat.NotebookNode:
 
 
 def glued(nb: nbformat.NotebookNode) -> dict[str, Any]:
-    """Values glued with ``myst_nb.glue``, parsed from their text/plain representation."""
+    """Values glued with ``myst_nb.glue``, parsed from their text/plain representation (a phrase glued as
+    Markdown keeps its text/markdown)."""
     values: dict[str, Any] = {}
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name is None:
-                continue
-            data = {key.split("/", 2)[-1] if key.startswith("application/papermill.record/") else key: value
-                    for key, value in output.get("data", {}).items()}
-            if "text/markdown" in data:  # glue_text: a phrase computed by code
-                values[name] = data["text/markdown"]
-                continue
-            text = data.get("text/plain")
-            try:
-                values[name] = ast.literal_eval(text) if text is not None else data
-            except (ValueError, SyntaxError):
-                values[name] = text
+    for name, data in glued_outputs(nb).items():
+        text = data.get("text/markdown", data.get("text/plain"))
+        if "text/markdown" in data or text is None:
+            values[name] = text if text is not None else data
+            continue
+        try:
+            values[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            values[name] = text
     return values

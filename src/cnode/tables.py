@@ -47,7 +47,7 @@ def mean_std_table(frame: pd.DataFrame, dataset: str, levels_zero: bool = False)
     """Rows (perturbation, level) in numeric order, columns models; cells 'mean ± std' accuracy over seeds
     (std: ddof 1)."""
     part = frame[(frame["dataset"] == dataset) & ((frame["level"] > 0) | (frame["kind"] == "clean") | levels_zero)]
-    stats = level_order(part).groupby(["kind", "level", "model"], sort=False)["acc"].agg(["mean", "std", "count"])
+    stats = part.groupby(["kind", "level", "model"], sort=False)["acc"].agg(["mean", "std", "count"])
     cells = stats.apply(lambda r: f"{r['mean']:.3f} ± {0.0 if np.isnan(r['std']) else r['std']:.3f}", axis=1)
     table = cells.unstack("model")
     order = level_order(pd.DataFrame(list(table.index), columns=["kind", "level"]))
@@ -101,8 +101,11 @@ def comparison_display(compare: pd.DataFrame) -> pd.DataFrame:
     return ordered.set_index(["dataset", "perturbation", "level"])
 
 
-#: The levels the intro's summary table shows: (kind, level).
-SUMMARY_LEVELS = [("clean", 0.0), ("gaussian", 0.2), ("salt_pepper", 0.1), ("fgsm", 0.1), ("pgd", 0.1)]
+#: The levels the intro's summary table shows, (kind, level), with the short keys of their glue names (the intro
+#: pastes ``sum_<dataset>_<level key>_<model key>``).
+SUMMARY_KEYS = {("clean", 0.0): "clean", ("gaussian", 0.2): "g2", ("salt_pepper", 0.1): "sp1", ("fgsm", 0.1): "fgsm1",
+                ("pgd", 0.1): "pgd1"}
+SUMMARY_LEVELS = list(SUMMARY_KEYS)
 
 
 def summary(frame: pd.DataFrame, levels: list[tuple[str, float]] = SUMMARY_LEVELS) -> pd.DataFrame:
@@ -114,18 +117,13 @@ def summary(frame: pd.DataFrame, levels: list[tuple[str, float]] = SUMMARY_LEVEL
     return table.unstack("model")
 
 
-#: Short glue-name keys of the summary's levels and models (the intro's table pastes ``sum_<dataset>_<level>_<model>``).
-SUMMARY_KEYS = {("clean", 0.0): "clean", ("gaussian", 0.2): "g2", ("salt_pepper", 0.1): "sp1", ("fgsm", 0.1): "fgsm1",
-                ("pgd", 0.1): "pgd1"}
-
-
-def summary_cells(frame: pd.DataFrame, levels: list[tuple[str, float]] = SUMMARY_LEVELS) -> dict[str, str]:
+def summary_cells(frame: pd.DataFrame) -> dict[str, str]:
     """``{"sum_<dataset>_<level key>_<model key>": "0.912 ± 0.004"}``: mean ± seed std (ddof 1) at the summary's
     levels, model keys ``vanilla``, ``cnn``, ``weight``, ``jacobian`` (the first rho of each regularizer)."""
     out: dict[str, str] = {}
     for (dataset, kind, level, regularizer, model), part in frame.groupby(
             ["dataset", "kind", "level", "regularizer", "model"], sort=False):
-        key = SUMMARY_KEYS.get((kind, level)) if (kind, level) in levels else None
+        key = SUMMARY_KEYS.get((kind, level))
         model_key = "cnn" if model == "CNN" else "vanilla" if regularizer == "none" else regularizer
         name = f"sum_{dataset}_{key}_{model_key}"
         if key is None or name in out:

@@ -162,22 +162,3 @@ def interleaved_times(steps: dict[str, Callable[[int], Any]], rounds: int, warmu
                 times[name].append(time.perf_counter() - start)
     return times
 
-
-def step_seconds(cfgs: dict[str, RunConfig], rounds: int = 5) -> dict[str, float]:
-    """Median wall time of one training step (forward, regularizer, backward, Adam) per config.
-
-    Steps of all configs are interleaved round-robin on the same batch (``interleaved_times``) after one
-    warm-up round. Ratios of these are what the book reports.
-    """
-    steps, cuda = {}, False
-    for name, cfg in cfgs.items():
-        device = resolve_device(cfg.device)
-        cuda |= device.type == "cuda"
-        model = build_model(cfg).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        x, y = data.load(cfg.dataset, "train", cfg.batch_size)
-        batch, warm = (x.to(device), y.to(device)), {}
-        steps[name] = (lambda r, m=model, o=optimizer, c=cfg, b=batch, w=warm:
-                       train_step(m, o, c, *b, torch.Generator().manual_seed(r), w))
-    times = interleaved_times(steps, rounds, cuda=cuda)
-    return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
