@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from cnode import checks
+from cnode import checks, runtime  # noqa: F401 - runtime: flush denormals in every process
 from cnode.paths import atomic_file, data_dir
 
 #: Folder name torchvision uses, per dataset name of ours.

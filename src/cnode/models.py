@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnode import checks
+from cnode import checks, runtime  # noqa: F401 - runtime: flush denormals in every process
 
 
 def softplus_reference(x: Tensor, a: float, b: float) -> Tensor:
