@@ -138,3 +138,45 @@ def test_a_misleading_warm_start_does_not_hurt_and_a_good_one_helps():
         errors[name] = ((est - dense).abs() / dense.abs()).max().item()
     assert errors["bad"] < 1e-9  # enough products still find the top: the random part keeps its direction
     assert errors["good"] < 1e-3 and errors["good"] < errors["cold"] / 50
+
+
+@pytest.mark.parametrize("return_states", [False, True])
+def test_compiled_forward_matches_eager_logits_and_gradients(return_states: bool):
+    """``train.compiled`` (torch.compile, used by the cpu and paper profiles) against the eager model:
+    logits to a relative 1e-5, parameter gradients to a relative 1e-4."""
+    import copy
+
+    from cnode.config import RunConfig
+    from cnode.train import build_model, compiled
+
+    cfg = RunConfig.from_profile("smoke", regularizer="weight", compile=True)
+    torch.manual_seed(0)
+    eager = build_model(cfg)
+    fast_model = copy.deepcopy(eager)
+    fast = compiled(fast_model, cfg)
+    assert fast is not fast_model  # compiled, not the model itself
+    u = torch.rand(16, 1, 28, 28)
+
+    def run(forward, model):
+        out = forward(u, return_states=True) if return_states else forward(u)
+        logits = out[0] if return_states else out
+        loss = logits.square().mean() + (sum(s.square().mean() for s in out[1]) if return_states else 0)
+        model.zero_grad()
+        loss.backward()
+        return logits.detach(), [p.grad.clone() for p in model.parameters()]
+
+    want_logits, want_grads = run(eager, eager)
+    got_logits, got_grads = run(fast, fast_model)
+    assert torch.allclose(got_logits, want_logits, rtol=1e-5, atol=1e-5 * want_logits.abs().max().item())
+    for got, want in zip(got_grads, want_grads, strict=True):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+def test_smoke_profile_stays_eager():
+    from cnode.config import RunConfig
+    from cnode.train import build_model, compiled
+
+    cfg = RunConfig.from_profile("smoke")
+    model = build_model(cfg)
+    assert compiled(model, cfg) is model and RunConfig.from_profile("paper").compile
+    assert RunConfig.from_profile("cpu", compile=False).key() == RunConfig.from_profile("cpu").key()

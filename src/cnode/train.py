@@ -59,15 +59,36 @@ def contraction_report(model: nn.Module, cfg: RunConfig) -> dict[str, Any]:
         }
 
 
+def compiled(model: nn.Module, cfg: RunConfig) -> Callable[..., Any]:
+    """The forward pass training uses: ``torch.compile(model)`` (inductor, static shapes) if ``cfg.compile``,
+    else the model itself.
+
+    Compilation fuses the activation with the Euler update and their backward (measured 1.5x faster than eager
+    on 2 CPU cores, issue 11); it happens at the first call (about 20 s, less when inductor's on-disk cache has
+    the graph). Any failure to compile falls back to eager execution (dynamo's ``suppress_errors``), so a
+    missing compiler costs speed, never a run. The parameters are the model's: optimizer and checkpoints see
+    no difference.
+    """
+    if not cfg.compile:
+        return model
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
+    return torch.compile(model)
+
+
 def _loss(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
-          warm: dict[int, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cross-entropy + gamma * regularizer; returns (loss, ce, reg, logits)."""
+          warm: dict[int, torch.Tensor] | None, forward: Callable[..., Any] | None = None
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cross-entropy + gamma * regularizer; returns (loss, ce, reg, logits). ``forward`` (default: the model)
+    computes the logits, e.g. the compiled model of ``compiled``."""
+    forward = model if forward is None else forward
     if cfg.regularizer == "jacobian":
-        logits, states = model(x, return_states=True)
+        logits, states = forward(x, return_states=True)
         reg = regularizers.jacobian(model, states, cfg.rho, cfg.jacobian_iters, gen, cfg.jacobian_samples,
                                     cfg.jacobian_steps, warm if cfg.jacobian_warm else None)
     else:
-        logits = model(x)
+        logits = forward(x)
         reg = (regularizers.weight(model, cfg.rho, cfg.a, cfg.b) if cfg.regularizer == "weight"
                else logits.new_zeros(()))
     ce = F.cross_entropy(logits, y)
@@ -75,14 +96,15 @@ def _loss(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor, ge
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, cfg: RunConfig, x: torch.Tensor,
-               y: torch.Tensor, gen: torch.Generator, warm: dict[int, torch.Tensor] | None = None
+               y: torch.Tensor, gen: torch.Generator, warm: dict[int, torch.Tensor] | None = None,
+               forward: Callable[..., Any] | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One optimizer step on the batch (x, y): loss, backward, update. Returns (loss, ce, reg, logits).
 
     ``warm`` holds the Lanczos warm-start vectors of R_J across steps (used if ``cfg.jacobian_warm``). The unit
     that ``train`` repeats and that ``benchmarks/run.py`` times; no host-device sync inside.
     """
-    loss, ce, reg, logits = _loss(model, cfg, x, y, gen, warm)
+    loss, ce, reg, logits = _loss(model, cfg, x, y, gen, warm, forward)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -112,6 +134,7 @@ def train(cfg: RunConfig, resume: dict[str, Any] | None = None,
     x_train, y_train = data.load(cfg.dataset, "train", cfg.train_subset)
     x_test, y_test = data.load(cfg.dataset, "test", cfg.test_subset)
     x_train, y_train = x_train.to(device), y_train.to(device)
+    fast = compiled(model, cfg)
     for epoch in range(len(history), cfg.epochs):
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(x_train), generator=gen).to(device)
@@ -122,7 +145,9 @@ def train(cfg: RunConfig, resume: dict[str, Any] | None = None,
         bar = tqdm(batches, desc=f"{cfg.label()} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None)
         for step, idx in enumerate(bar):
             x, y = x_train[idx], y_train[idx]
-            loss, ce, reg, logits = train_step(model, optimizer, cfg, x, y, gen, warm)
+            # a short last batch runs eagerly: the same math, without compiling a second graph for its shape
+            forward = fast if len(idx) == cfg.batch_size else model
+            loss, ce, reg, logits = train_step(model, optimizer, cfg, x, y, gen, warm, forward)
             if not torch.isfinite(loss):
                 raise TrainingError(f"{cfg.label()}: loss became {loss.item()} at epoch {epoch + 1}, step {step + 1};"
                                     f" lower lr (now {cfg.lr}) or gamma (now {cfg.gamma})")
