@@ -1,20 +1,26 @@
-"""Cost of training and attacking CNODEs: one table, one JSON (issue 6; book chapter 5 reads the JSON).
+"""Cost of training and attacking CNODEs: one table, one JSON (issues 6 and 11; book chapter 5 reads the JSON).
 
-    python benchmarks/run.py                  # CPU, 2 threads, writes benchmarks/results/cpu.json
+    python benchmarks/run.py                  # CPU, 2 threads, updates benchmarks/results/cpu.json
     python benchmarks/run.py --device cuda    # the same on a GPU, plus one paper-profile epoch per regularizer
-    python benchmarks/run.py --quick --out /tmp/b.json   # seconds: tiny settings, for tests only
+    python benchmarks/run.py --quick --out /tmp/b.json   # seconds: tiny settings, eager, for tests only
 
 What is measured (all on one machine, in one run):
 1. train steps (forward, regularizer, backward, Adam) on one MNIST batch of 128, interleaved round-robin so
-   load drift hits every variant alike; median over ``--rounds`` after warm-up. Variants: a hand-written
-   PyTorch loop (the reference below), cnode's vanilla CNODE, the same through torchdiffeq ``odeint``, the
-   weight regularizer, the Jacobian regularizer at several Lanczos iteration counts and sampling settings,
-   and the CNN baseline. Memory per variant: peak resident memory above setup in a fresh process (CPU) or
-   peak allocated GPU memory, and the bytes autograd saves for the backward pass.
-2. lambda_max estimates against dense eigenvalues (float64 ``eigvalsh`` of the 6272 x 6272 symmetric
+   load drift hits every variant alike; median and quartiles over ``--rounds`` after warm-up. Variants: the
+   frozen hand-written loop (``reference.py``), cnode's vanilla CNODE as the cpu and paper profiles train it
+   (compiled) and eagerly (the smoke profile), in bfloat16, through torchdiffeq ``odeint``, the weight
+   regularizer, the Jacobian regularizer at several Lanczos settings, and the CNN baseline. The first call of
+   each variant is timed apart: it includes ``torch.compile``'s compilation, from an empty inductor cache.
+   Memory per variant: peak resident memory above setup in a fresh process (CPU) or peak allocated GPU memory,
+   and the bytes autograd saves for the backward pass; FLOPs of one step (``FlopCounterMode``).
+2. what bounds a step: this machine's copy bandwidth and float32 matmul rate.
+3. lambda_max estimates against dense eigenvalues (float64 ``eigvalsh`` of the 6272 x 6272 symmetric
    Jacobian) of trained models from the results store, at several iteration counts.
-3. PGD-20 (eps 0.1, random start, 1 restart, early stop) on 1000 MNIST test images: images per second.
-Ratios are the result; absolute times belong to the machine recorded in the JSON.
+4. PGD-20 (eps 0.1, random start, 1 restart, early stop) on 1000 MNIST test images: images per second of
+   cnode's attack and of the pre-issue-11 loop (``reference.pgd_reference``) on the same models and images,
+   and whether every image has the same outcome.
+Ratios are the result; absolute times belong to the machine recorded in the JSON. The JSON keeps the summary
+of the last ``--keep`` runs on this device kind (``runs``), so the spread between runs is on record.
 """
 
 from __future__ import annotations
@@ -24,55 +30,42 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from statistics import median, quantiles
 from typing import Any
 
+import memory
 import torch
 import torch.nn.functional as F
+from estimates import _config, estimate_errors, stored_models
+from reference import Reference, pgd_reference, plain_copy
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from cnode import data, regularizers, store
+from cnode import data
 from cnode.config import RunConfig
-from cnode.contraction import sym_jacobian_dense, sym_jacobian_lambda_max
 from cnode.paths import atomic_file, repo_root
 from cnode.perturbations import pgd
-from cnode.train import build_model, interleaved_times, resolve_device, train_step
+from cnode.train import build_model, compiled, interleaved_times, resolve_device, train_step
 
 HERE = Path(__file__).resolve().parent
 
 
-class Reference(nn.Module):
-    """The hand-written CNODE a PyTorch user would type: conv per step, Euler update, linear head."""
-
-    def __init__(self, channels: int = 8, steps: int = 10, T: float = 0.1, a: float = 0.1, b: float = 1.0) -> None:
-        super().__init__()
-        self.a, self.b, self.h = a, b, T / steps
-        self.inp = nn.Conv2d(1, channels, 3, padding=1)
-        self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(steps))
-        self.head = nn.Linear(channels * 28 * 28, 10)
-
-    def act(self, z: torch.Tensor) -> torch.Tensor:
-        return self.a * z + (self.b - self.a) * F.softplus(z)
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.inp(u))
-        for conv in self.convs:
-            x = x + self.h * self.act(conv(x))
-        return self.head(x.flatten(1))
-
-
 #: name -> (what it is, RunConfig overrides or None for a special variant). Profile "cpu": the paper's
-#: architecture and batch size (the "paper" profile differs only in data size and epochs).
+#: architecture and batch size (the "paper" profile differs only in data size and epochs); it compiles the
+#: training forward pass, so every variant with overrides does unless it says ``compile=False``.
 VARIANTS: dict[str, tuple[str, dict[str, Any] | None]] = {
-    "reference": ("hand-written PyTorch loop (plain softplus, x + h f)", None),
-    "vanilla": ("cnode ConvNODE, no regularizer", dict(regularizer="none")),
-    "odeint": ("cnode ConvNODE through torchdiffeq odeint(method='euler')", None),
+    "reference": ("hand-written PyTorch loop (plain softplus, x + h f), eager", None),
+    "vanilla": ("cnode ConvNODE, no regularizer, compiled (cpu and paper profiles)", dict(regularizer="none")),
+    "vanilla-eager": ("the same, eager (smoke profile)", dict(regularizer="none", compile=False)),
+    "vanilla-bf16": ("the same, compiled, bfloat16 autocast (opt-in precision)",
+                     dict(regularizer="none", precision="bfloat16")),
+    "odeint": ("cnode ConvNODE through torchdiffeq odeint(method='euler'), eager", None),
     "weight": ("weight regularizer R_W", dict(regularizer="weight")),
     "jacobian": ("Jacobian regularizer R_J, profile default", dict(regularizer="jacobian")),
     "jacobian-cold": ("R_J, Lanczos from a random start every batch",
@@ -85,24 +78,25 @@ VARIANTS: dict[str, tuple[str, dict[str, Any] | None]] = {
                           jacobian_warm=False)),
     "jacobian-full": ("R_J, every image of the batch at all 10 steps, 60 products",
                       dict(regularizer="jacobian", jacobian_samples=None, jacobian_steps=None)),
-    "cnn": ("CNN baseline", dict(model="cnn")),
+    "cnn": ("CNN baseline, compiled", dict(model="cnn")),
 }
 
+#: --quick: everything eager, so that tests never wait for a compiler
+QUICK: dict[str, Any] = {"compile": False}
 
-def _config(overrides: dict[str, Any], device: str) -> RunConfig:
-    return RunConfig.from_profile("cpu", dataset="mnist", rho=1.0, device=device, **overrides)
 
-
-def make_step(name: str, device: torch.device, batch: tuple[torch.Tensor, torch.Tensor]) -> Callable[[int], Any]:
+def make_step(name: str, device: torch.device, batch: tuple[torch.Tensor, torch.Tensor],
+              quick: bool = False) -> Callable[[int], Any]:
     """A closure doing one training step of variant ``name`` on ``batch`` (round number -> loss)."""
     what, overrides = VARIANTS[name]
     x, y = batch
     if overrides is not None:
-        cfg = _config(overrides, device.type)
+        cfg = _config({**overrides, **(QUICK if quick else {})}, device.type)
         model = build_model(cfg).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        forward = compiled(model, cfg)
         warm: dict[int, torch.Tensor] = {}
-        return lambda r: train_step(model, opt, cfg, x, y, torch.Generator().manual_seed(r), warm)[0]
+        return lambda r: train_step(model, opt, cfg, x, y, torch.Generator().manual_seed(r), warm, forward)[0]
     torch.manual_seed(0)
     model = Reference().to(device) if name == "reference" else build_model(_config({}, device.type)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=5e-2)
@@ -127,152 +121,91 @@ def _batch(device: torch.device, size: int) -> tuple[torch.Tensor, torch.Tensor]
     return x.to(device), y.to(device)
 
 
-def time_steps(names: list[str], device: torch.device, rounds: int, warmup: int,
-               batch_size: int) -> dict[str, list[float]]:
-    """Milliseconds per step of each variant, interleaved round-robin on the same batch."""
+def time_steps(names: list[str], device: torch.device, rounds: int, warmup: int, batch_size: int,
+               quick: bool) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Milliseconds per step of each variant, interleaved round-robin on the same batch, and the seconds of
+    each variant's first call (compilation included), timed before the rounds."""
     batch = _batch(device, batch_size)
-    steps = {name: make_step(name, device, batch) for name in names}
-    times = interleaved_times(steps, rounds, warmup, cuda=device.type == "cuda")
-    return {name: [1000 * t for t in ts] for name, ts in times.items()}
-
-
-def saved_megabytes(name: str, device: torch.device, batch_size: int) -> float:
-    """Megabytes autograd keeps for the backward pass of one step (distinct storages of saved tensors)."""
-    step = make_step(name, device, _batch(device, batch_size))
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    steps = {name: make_step(name, device, batch, quick) for name in names}
+    first = {}
+    for name, step in steps.items():
+        _sync(device)
+        start = time.perf_counter()
         step(0)
-    return sum(storages.values()) / 2**20
+        _sync(device)
+        first[name] = time.perf_counter() - start
+    times = interleaved_times(steps, rounds, warmup, cuda=device.type == "cuda")
+    return {name: [1000 * t for t in ts] for name, ts in times.items()}, first
 
 
-def peak_megabytes(name: str, device: torch.device, batch_size: int) -> float:
-    """Peak memory of 3 steps above the state after setup, in this (fresh) process."""
-    step = make_step(name, device, _batch(device, batch_size))
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        for r in range(3):
-            step(r)
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    base = _reset_peak_rss()
-    for r in range(3):
-        step(r)
-    return (_peak_kib() - base) / 1024
+def step_flops(name: str, device: torch.device, batch_size: int) -> float:
+    """Floating-point operations of one eager step of variant ``name`` (``FlopCounterMode``: convolutions and
+    matrix products; elementwise work is not counted)."""
+    step = make_step(name, device, _batch(device, batch_size), quick=True)
+    with FlopCounterMode(display=False) as counter:
+        step(0)
+    return float(counter.get_total_flops())
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
+def machine_rates(device: torch.device, quick: bool) -> dict[str, float]:
+    """Copy bandwidth (GB/s, bytes read + written by ``copy_`` of a 256 MiB float32 tensor) and float32
+    matmul rate (GFLOP/s, 2048 x 2048): medians of 10 after 2 warm-ups."""
+    n = (1 << 20) if quick else (64 << 20)
+    src, dst = torch.randn(n, device=device), torch.empty(n, device=device)
+    size = 256 if quick else 2048
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+
+    def rate(fn: Callable[[], Any], work: float) -> float:
+        out = []
+        for i in range(12):
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            if i >= 2:
+                out.append(work / (time.perf_counter() - start) / 1e9)
+        return median(out)
+    return {"copy_gb_s": rate(lambda: dst.copy_(src), 2 * 4 * n), "matmul_gflop_s": rate(lambda: a @ b, 2 * size**3)}
 
 
-def _peak_kib() -> int:
-    """Resident high-water mark in KiB (Linux); ``ru_maxrss`` elsewhere."""
-    try:
-        return _status_kib("VmHWM")
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def saved_megabytes(name: str, device: torch.device, batch_size: int, quick: bool) -> float:
+    """Megabytes autograd keeps for the backward pass of one step of variant ``name``."""
+    return memory.saved_megabytes(make_step(name, device, _batch(device, batch_size), quick))
 
 
-def _reset_peak_rss() -> int:
-    """Reset the kernel's resident high-water mark (Linux ``clear_refs`` 5) and return the current RSS in KiB;
-    where that is impossible, return the high-water mark so far (the peak then includes setup)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return _status_kib("VmRSS")
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def peak_in_child(name: str, device: torch.device, threads: int, batch_size: int) -> float:
+def peak_in_child(name: str, device: torch.device, threads: int, batch_size: int, quick: bool) -> float:
     """``peak_megabytes`` in a fresh interpreter, so earlier variants do not raise the high-water mark."""
     out = subprocess.run([sys.executable, __file__, "--child", name, "--device", device.type,
-                          "--threads", str(threads), "--batch", str(batch_size)],
+                          "--threads", str(threads), "--batch", str(batch_size), *(["--quick"] if quick else [])],
                          capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def stored_models(device: torch.device, quick: bool) -> dict[str, nn.Module]:
-    """mnist seed-0 models of the cpu profile from the store (untrained ones in quick mode)."""
-    cfgs = {"vanilla": _config({}, "cpu"), "weight": _config({"regularizer": "weight"}, "cpu"),
-            "jacobian": _config({"regularizer": "jacobian"}, "cpu"), "cnn": _config({"model": "cnn"}, "cpu")}
-    models = {}
-    for name, cfg in cfgs.items():
-        run = None if quick else store.load(cfg)
-        if run is None and not quick:
-            raise SystemExit(f"error: {cfg.label()} is not in the results store; run `make chapters` first")
-        models[name] = (build_model(cfg) if run is None else run.model).to(device).eval()
-    return models
-
-
-def _warm_vector(model: nn.Module, k: int, images: torch.Tensor, iters: int, batches: int, quick: bool) -> torch.Tensor:
-    """The warm-start vector of solver step k after ``batches`` earlier batches of 8 training images at fixed
-    weights, built exactly as training builds it (``regularizers.warm_lambda_max``)."""
-    warm, gen = None, torch.Generator().manual_seed(1)
-    for b in range(batches):
-        with torch.no_grad():
-            _, states = model(images[8 * b:8 * b + 8], return_states=True)
-        if quick:
-            states = [s[..., :6, :6] for s in states]
-        _, warm = regularizers.warm_lambda_max(model.convs[k].weight, model.slope(k, states[k]), iters, warm, gen)
-    return warm
-
-
-def estimate_errors(models: dict[str, nn.Module], iters: list[int], default_iters: int,
-                    quick: bool) -> list[dict[str, Any]]:
-    """Lanczos lambda_max (float32, as in training) against dense eigvalsh (float64) at trained states, from
-    a random start and from the warm start training would have after 8 earlier batches."""
-    rows = []
-    images = data.load("mnist", "test", 2)[0]
-    train_images = data.load("mnist", "train", 64)[0]
-    for name in ("vanilla", "weight", "jacobian"):
-        model = models[name].cpu()
-        with torch.no_grad():
-            _, states = model(images, return_states=True)
-            for k in ((0,) if quick else (0, model.steps // 2, model.steps - 1)):
-                slope = model.slope(k, states[k])
-                if quick:
-                    slope = slope[..., :6, :6]  # a 6x6 crop keeps the dense check instant
-                weight = model.convs[k].weight
-                spectrum = torch.linalg.eigvalsh(sym_jacobian_dense(weight.double(), slope.double()))
-                warm = _warm_vector(model, k, train_images, default_iters, 8, quick)
-                for start in ("random", "warm"):
-                    for it in iters:
-                        gen = torch.Generator().manual_seed(0)
-                        v0 = regularizers.warm_start(warm if start == "warm" else None, slope.shape, gen)
-                        est = sym_jacobian_lambda_max(weight, slope, iters=it, v0=v0)
-                        for i in range(len(images)):
-                            top, bottom, e = spectrum[i, -1].item(), spectrum[i, 0].item(), est[i].item()
-                            rows.append({"model": name, "start": start, "image": i, "step": k, "iters": it,
-                                         "dense": top, "dense_min": bottom, "estimate": e, "abs_error": abs(e - top),
-                                         "rel_error": abs(e - top) / abs(top),
-                                         "scaled_error": abs(e - top) / max(abs(top), abs(bottom))})
-    return rows
-
-
 def pgd_rates(models: dict[str, nn.Module], device: torch.device, n: int, steps: int) -> list[dict[str, Any]]:
-    """PGD (eps 0.1 on [0, 1] pixels, step 2.5 eps / steps, random start, 1 restart) on n test images."""
+    """PGD (eps 0.1 on [0, 1] pixels, step 2.5 eps / steps, random start, 1 restart, early stop) on n test
+    images in chunks of 500, by cnode's ``pgd`` ("new") and by the pre-issue-11 loop on a plain-conv copy
+    ("old"), alternating per model; the outcome of every image (classified right after the attack) compared."""
     x, y = (t.to(device) for t in data.load("mnist", "test", n))
     rows = []
     for name, model in models.items():
-        gen = torch.Generator().manual_seed(0)
-        _sync(device)
-        start = time.perf_counter()
-        adv = torch.cat([pgd(model, x[i:i + 500], y[i:i + 500], 0.1, steps, 2.5 * 0.1 / steps, generator=gen)
-                         for i in range(0, n, 500)])
-        _sync(device)
-        seconds = time.perf_counter() - start
-        with torch.no_grad():
-            robust = (model(adv).argmax(1) == y).float().mean().item()
-        rows.append({"model": name, "images": n, "pgd_steps": steps, "eps": 0.1, "seconds": seconds,
-                     "images_per_s": n / seconds, "robust_acc": robust})
+        paths = {"old": (plain_copy(model), pgd_reference), "new": (model, pgd)}
+        outcome = {}
+        for path, (net, attack) in paths.items():
+            gen = torch.Generator().manual_seed(0)
+            _sync(device)
+            start = time.perf_counter()
+            adv = torch.cat([attack(net, x[i:i + 500], y[i:i + 500], 0.1, steps, 2.5 * 0.1 / steps, generator=gen)
+                             for i in range(0, n, 500)])
+            _sync(device)
+            seconds = time.perf_counter() - start
+            with torch.no_grad():
+                outcome[path] = model(adv).argmax(1) == y
+            rows.append({"model": name, "path": path, "images": n, "pgd_steps": steps, "eps": 0.1,
+                         "seconds": seconds, "images_per_s": n / seconds,
+                         "robust_acc": outcome[path].float().mean().item()})
+        rows[-1]["speedup"] = rows[-2]["seconds"] / rows[-1]["seconds"]
+        rows[-1]["same_outcomes"] = bool((outcome["old"] == outcome["new"]).all())
+        rows[-1]["differing_images"] = int((outcome["old"] != outcome["new"]).sum())
     return rows
 
 
@@ -284,12 +217,15 @@ def paper_epochs(device: torch.device) -> list[dict[str, Any]]:
         cfg = RunConfig.from_profile("paper", regularizer=reg, device=device.type)
         model = build_model(cfg).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        forward, warm = compiled(model, cfg), {}
         gen = torch.Generator().manual_seed(0)
         order = torch.randperm(len(x_all), generator=gen).to(device)
-        _sync(device)
+        train_step(model, opt, cfg, x_all[order[:cfg.batch_size]], y_all[order[:cfg.batch_size]], gen, warm, forward)
+        _sync(device)  # compiled and warmed up: the epoch below is the steady state
         start = time.perf_counter()
         for idx in order.split(cfg.batch_size):
-            train_step(model, opt, cfg, x_all[idx], y_all[idx], gen)
+            full = len(idx) == cfg.batch_size
+            train_step(model, opt, cfg, x_all[idx], y_all[idx], gen, warm, forward if full else model)
         _sync(device)
         rows.append({"regularizer": reg, "seconds": time.perf_counter() - start,
                      "steps": len(order.split(cfg.batch_size))})
@@ -319,74 +255,117 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rounds, warmup = (2, 1) if args.quick else (args.rounds, 3)
     bsz = args.batch
     print(f"timing {len(names)} step variants, {rounds} rounds ...", file=sys.stderr)
-    times = time_steps(names, device, rounds, warmup, bsz)
-    vanilla = median(times["vanilla"])
-    quartiles = {name: quantiles(ts, n=4) for name, ts in times.items()}
+    times, first = time_steps(names, device, rounds, warmup, bsz, args.quick)
+    vanilla, vanilla_q75 = median(times["vanilla"]), quantiles(times["vanilla"], n=4)[2]
     steps = []
     for name in names:
         cfg = _config(VARIANTS[name][1] or {}, device.type)
         jac = cfg.regularizer == "jacobian"
+        q25, _, q75 = quantiles(times[name], n=4)
+        per_round = quantiles([t / v for t, v in zip(times[name], times["vanilla"], strict=True)], n=4)
         steps.append({"name": name, "what": VARIANTS[name][0], "regularizer": cfg.regularizer,
+                      "compiled": VARIANTS[name][1] is not None and cfg.compile and not args.quick,
                       "iters": cfg.jacobian_iters if jac else None, "samples": cfg.jacobian_samples if jac else None,
                       "solver_steps": cfg.jacobian_steps if jac else None, "median_ms": median(times[name]),
-                      "q25_ms": quartiles[name][0], "q75_ms": quartiles[name][2],
-                      "ratio": median(times[name]) / vanilla, "saved_mb": saved_megabytes(name, device, bsz)})
+                      "q25_ms": q25, "q75_ms": q75, "ratio": median(times[name]) / vanilla,
+                      "q75_ratio": q75 / vanilla_q75, "round_ratio_q25": per_round[0], "round_ratio_q75": per_round[2],
+                      "first_call_s": first[name], "times_ms": times[name],
+                      "saved_mb": saved_megabytes(name, device, bsz, args.quick)})
     print("peak memory per variant (fresh processes) ...", file=sys.stderr)
     for row in steps:
-        row["peak_mb"] = (peak_in_child(row["name"], device, args.threads, bsz)
+        row["peak_mb"] = (peak_in_child(row["name"], device, args.threads, bsz, args.quick)
                           if not args.quick or row["name"] == "vanilla" else None)
+    bounds = {**machine_rates(device, args.quick), "vanilla_gflop": step_flops("vanilla", device, bsz) / 1e9}
     models = stored_models(device, args.quick)
     print("lambda_max estimates against dense eigenvalues ...", file=sys.stderr)
     iters = [5, 10, 20, 40, 60, 80, 120] if not args.quick else [5, 60]
     default_jac = _config({"regularizer": "jacobian"}, "cpu").jacobian_iters
     estimates = estimate_errors(models, iters, default_jac, args.quick)
-    print("PGD throughput ...", file=sys.stderr)
+    print("PGD throughput, old and new path ...", file=sys.stderr)
     attacks = pgd_rates(models, device, 64 if args.quick else 1000, 2 if args.quick else 20)
     epochs = paper_epochs(device) if device.type == "cuda" and not args.quick else []
     by = {row["name"]: row for row in steps}
     at_default = [r for r in estimates if r["model"] == "jacobian" and r["iters"] == default_jac]
     jac_rows = [r for r in at_default if r["start"] == "warm"]
     cold_rows = [r for r in at_default if r["start"] == "random"]
+    new_pgd = [r for r in attacks if r["path"] == "new"]
     targets = {
-        "vanilla_over_reference": by["vanilla"]["median_ms"] / by["reference"]["median_ms"],
+        "speedup_over_reference": by["reference"]["median_ms"] / vanilla,
+        "speedup_over_reference_q75": by["reference"]["q75_ms"] / vanilla_q75,
+        "eager_over_vanilla": by["vanilla-eager"]["ratio"],
+        "bf16_over_vanilla": by["vanilla-bf16"]["ratio"],
         "odeint_over_vanilla": by["odeint"]["ratio"],
-        "weight_ratio": by["weight"]["ratio"],
-        "jacobian_ratio": by["jacobian"]["ratio"],
+        "weight_ratio": by["weight"]["ratio"], "weight_q75_ratio": by["weight"]["q75_ratio"],
+        "jacobian_ratio": by["jacobian"]["ratio"], "jacobian_q75_ratio": by["jacobian"]["q75_ratio"],
         "jacobian_max_rel_error": max(r["rel_error"] for r in jac_rows),
         "jacobian_max_abs_error": max(r["abs_error"] for r in jac_rows),
         "jacobian_max_scaled_error": max(r["scaled_error"] for r in jac_rows),
         "jacobian_pairs_within_5pct": sum(r["rel_error"] <= 0.05 for r in jac_rows),
         "jacobian_pairs": len(jac_rows),
         "jacobian_cold_max_rel_error": max(r["rel_error"] for r in cold_rows),
+        "pgd_min_speedup": min(r["speedup"] for r in new_pgd),
+        "pgd_same_outcomes": all(r["same_outcomes"] for r in new_pgd),
     }
     return {"machine": machine(device, args.threads),
             "settings": {"batch_size": bsz, "rounds": rounds, "warmup": warmup, "dataset": "mnist",
                          "profile": "cpu", "quick": args.quick, "estimate_iters": iters,
                          "jacobian_default_iters": default_jac},
-            "targets": targets, "steps": steps, "estimates": estimates, "pgd": attacks, "epochs": epochs}
+            "targets": targets, "bounds": bounds, "steps": steps, "estimates": estimates, "pgd": attacks,
+            "epochs": epochs}
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """What ``runs`` keeps of one run: where and when, per-variant medians, quartiles and ratios, targets."""
+    keep = ("median_ms", "q25_ms", "q75_ms", "ratio", "q75_ratio", "round_ratio_q25", "round_ratio_q75",
+            "first_call_s")
+    return {"machine": result["machine"], "targets": result["targets"],
+            "steps": {r["name"]: {k: r[k] for k in keep} for r in result["steps"]},
+            "pgd": {f"{r['model']}-{r['path']}": r["images_per_s"] for r in result["pgd"]}}
+
+
+def with_history(result: dict[str, Any], out: Path, keep: int) -> dict[str, Any]:
+    """``result`` plus ``runs``: the summaries of up to ``keep - 1`` earlier runs found in ``out`` (same device
+    kind, not quick) and of this one, oldest first."""
+    earlier: list[dict[str, Any]] = []
+    if out.exists() and not result["settings"]["quick"]:
+        try:
+            old = json.loads(out.read_text())
+            earlier = [r for r in old.get("runs", []) if r["machine"]["device"] == result["machine"]["device"]]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            print(f"warning: {out} was not a benchmark result; starting its run history afresh", file=sys.stderr)
+    earlier = earlier[len(earlier) - keep + 1:] if keep > 1 else []
+    return {**result, "runs": [*earlier, summary(result)]}
 
 
 def table(result: dict[str, Any]) -> str:
     """The printed summary: one row per step variant, then the targets."""
-    lines = [f"{'variant':<16}{'ms/step':>9}{'IQR':>15}{'x vanilla':>11}{'saved MB':>10}{'peak MB':>9}  what"]
+    lines = [f"{'variant':<16}{'ms/step':>9}{'IQR':>15}{'x vanilla':>11}{'q75 x':>7}{'1st s':>7}{'saved MB':>10}"
+             f"{'peak MB':>9}  what"]
     for r in result["steps"]:
         peak = f"{r['peak_mb']:.0f}" if r["peak_mb"] is not None else "-"
         iqr = f"{r['q25_ms']:.0f}-{r['q75_ms']:.0f}"
-        lines.append(f"{r['name']:<16}{r['median_ms']:>9.1f}{iqr:>15}{r['ratio']:>11.2f}{r['saved_mb']:>10.0f}"
-                     f"{peak:>9}  {r['what']}")
-    t = result["targets"]
-    lines += ["", f"1. vanilla / hand-written reference: {t['vanilla_over_reference']:.3f} (target <= 1); "
-                  f"odeint / vanilla: {t['odeint_over_vanilla']:.2f}",
-              f"2. weight regularizer: {t['weight_ratio']:.3f} x vanilla (target <= 1.05)",
-              f"3. Jacobian regularizer: {t['jacobian_ratio']:.2f} x vanilla (target <= 1.5); lambda_max of the trained"
-              f" Jacobian model at the default iterations within 5% of dense in {t['jacobian_pairs_within_5pct']} of"
-              f" {t['jacobian_pairs']} pairs; largest error {t['jacobian_max_rel_error']:.4f} relative,"
-              f" {t['jacobian_max_abs_error']:.2g} absolute, {t['jacobian_max_scaled_error']:.2g} of the spectral norm"]
+        lines.append(f"{r['name']:<16}{r['median_ms']:>9.1f}{iqr:>15}{r['ratio']:>11.2f}{r['q75_ratio']:>7.2f}"
+                     f"{r['first_call_s']:>7.1f}{r['saved_mb']:>10.0f}{peak:>9}  {r['what']}")
+    t, b = result["targets"], result["bounds"]
+    lines += ["", f"1. vanilla step: {t['speedup_over_reference']:.2f}x as fast as the hand-written loop (q75:"
+                  f" {t['speedup_over_reference_q75']:.2f}x; target >= 2); eager {t['eager_over_vanilla']:.2f}x,"
+                  f" bfloat16 {t['bf16_over_vanilla']:.2f}x, odeint {t['odeint_over_vanilla']:.2f}x the vanilla time",
+              f"2. weight regularizer: {t['weight_ratio']:.3f} x vanilla, q75 {t['weight_q75_ratio']:.3f}"
+              f" (target <= 1.05);"
+              f" Jacobian regularizer: {t['jacobian_ratio']:.2f} x, q75 {t['jacobian_q75_ratio']:.2f} (target <= 1.5);"
+              f" lambda_max of the trained Jacobian model at the default iterations within 5% of dense in"
+              f" {t['jacobian_pairs_within_5pct']} of {t['jacobian_pairs']} pairs; largest error"
+              f" {t['jacobian_max_rel_error']:.4f} relative, {t['jacobian_max_abs_error']:.2g} absolute,"
+              f" {t['jacobian_max_scaled_error']:.2g} of the spectral norm"]
     for r in result["pgd"]:
-        lines.append(f"4. PGD-{r['pgd_steps']} on {r['images']} images, {r['model']}: {r['images_per_s']:.0f} images/s"
-                     f" (robust accuracy {r['robust_acc']:.3f})")
+        extra = (f"; {r['speedup']:.2f}x the old path, {r['differing_images']} images with another outcome"
+                 if r["path"] == "new" else "")
+        lines.append(f"3. PGD-{r['pgd_steps']} on {r['images']} images, {r['model']}, {r['path']} path:"
+                     f" {r['images_per_s']:.0f} images/s (robust accuracy {r['robust_acc']:.3f}){extra}")
     for r in result["epochs"]:
         lines.append(f"5. paper-profile epoch, {r['regularizer']}: {r['seconds']:.1f} s")
+    lines.append(f"bounds: copy {b['copy_gb_s']:.1f} GB/s, matmul {b['matmul_gflop_s']:.0f} GFLOP/s, vanilla step"
+                 f" {b['vanilla_gflop']:.2f} GFLOP")
     m = result["machine"]
     lines.append(f"machine: {m['device_name']}, {m['threads']} threads, torch {m['torch']}")
     return "\n".join(lines)
@@ -398,7 +377,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=25, help="measured steps per variant (>= 20)")
     parser.add_argument("--batch", type=int, default=None, help="training batch (default 128; --quick: 16)")
-    parser.add_argument("--quick", action="store_true", help="tiny settings for tests; not for reporting")
+    parser.add_argument("--quick", action="store_true", help="tiny settings, eager, for tests; not for reporting")
+    parser.add_argument("--keep", type=int, default=3, help="runs whose summaries the JSON keeps (default 3)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/<device>.json)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -409,12 +389,16 @@ def main(argv: list[str] | None = None) -> None:
     args.batch = args.batch or (16 if args.quick else 128)
     if args.child:
         torch.set_num_threads(args.threads)
-        print(peak_megabytes(args.child, device, args.batch))
+        print(memory.peak_megabytes(make_step(args.child, device, _batch(device, args.batch), args.quick), device))
         return
     if not args.quick and args.rounds < 20:
         raise SystemExit(f"error: --rounds must be >= 20 for reported numbers, got {args.rounds}")
-    result = run(args)
+    if args.keep < 1:
+        raise SystemExit(f"error: --keep must be >= 1, got {args.keep}")
     out = args.out or HERE / "results" / f"{device.type}.json"
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # first calls compile from scratch, as on a new machine
+        result = with_history(run(args), out, args.keep)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(out) as fh:
         fh.write((json.dumps(result, indent=1) + "\n").encode())

@@ -41,11 +41,40 @@ def test_quick_benchmark_measures_every_figure(quick: Path):
         assert math.isfinite(row["rel_error"])
     assert {row["model"] for row in bench["pgd"]} == {"vanilla", "weight", "jacobian", "cnn"}
     assert all(row["images_per_s"] > 0 and 0 <= row["robust_acc"] <= 1 for row in bench["pgd"])
+    new = [row for row in bench["pgd"] if row["path"] == "new"]
+    assert len(new) == 4 and all(row["speedup"] > 0 and row["differing_images"] >= 0 for row in new)
     assert bench["machine"]["threads"] == 2 and "/" not in bench["machine"]["device_name"]
+    assert not any(row["compiled"] for row in bench["steps"])  # --quick never waits for a compiler
+    assert all(row["first_call_s"] > 0 and row["round_ratio_q25"] <= row["round_ratio_q75"] for row in bench["steps"])
+    assert steps["vanilla"]["q75_ratio"] == 1.0 and len(steps["vanilla"]["times_ms"]) == bench["settings"]["rounds"]
+    bounds = bench["bounds"]
+    assert bounds["copy_gb_s"] > 0 and bounds["matmul_gflop_s"] > 0 and bounds["vanilla_gflop"] > 0
+    assert len(bench["runs"]) == 1 and bench["runs"][0]["targets"] == bench["targets"]  # quick: no history
 
 
-def test_cost_chapter_reads_a_fresh_benchmark(quick: Path, tmp_path: Path):
-    nb = run(BOOK / "05_cost.ipynb", tmp_path / "05.ipynb", benchmark=str(quick), gpu_benchmark=str(tmp_path / "none"))
+def test_the_json_keeps_the_last_runs(tmp_path: Path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from run import with_history
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "cpu.json"
+
+    def result(i: int, quick: bool = False) -> dict:
+        return {"machine": {"device": "cpu", "date": f"d{i}"}, "targets": {"i": i}, "settings": {"quick": quick},
+                "steps": [], "pgd": []}
+
+    for i in range(5):
+        out.write_text(json.dumps(with_history(result(i), out, keep=3)))
+    assert [r["targets"]["i"] for r in json.loads(out.read_text())["runs"]] == [2, 3, 4]
+    assert [r["targets"]["i"] for r in with_history(result(9, quick=True), out, keep=3)["runs"]] == [9]
+    assert [r["targets"]["i"] for r in with_history(result(9), out, keep=1)["runs"]] == [9]
+
+
+def test_cost_chapter_reads_a_fresh_benchmark(quick: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CNODE_RESULTS", str(tmp_path / "results"))  # the precision runs train there
+    nb = run(BOOK / "05_cost.ipynb", tmp_path / "05.ipynb", benchmark=str(quick), gpu_benchmark=str(tmp_path / "none"),
+             precision_profile="smoke", precision_seeds=[0], precision_suite="smoke")
     values = glued(nb)
     bench = json.loads(quick.read_text())
     assert values["ratio_weight"] == pytest.approx(bench["targets"]["weight_ratio"], abs=1e-3)

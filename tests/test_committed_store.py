@@ -1,4 +1,4 @@
-"""The committed store (results/cpu) serves every run and evaluation the chapters need at their default
+"""The committed store (results/) serves every run and evaluation the chapters need at their default
 parameters, so re-executing the book never retrains. A changed config key shows up here, not as an hour of
 training inside nbval."""
 
@@ -29,12 +29,16 @@ def defaults(stem: str) -> dict:
 
 def needed() -> list[tuple[str, list, str | None]]:
     p2, p3, p4 = defaults("02_training"), defaults("03_robustness"), defaults("04_rho_sweep")
+    p5 = defaults("05_cost")
+    precision = experiments.precision_runs(p5["precision_profile"], p5["precision_dataset"],
+                                           p5["precision_regularizer"], p5["precision_rho"], p5["precision_seeds"])
     return [
         ("02_training", list(experiments.training_runs(p2["profile"], p2["dataset"], p2["rho"], p2["seed"],
                                                          p2["device"], p2["epochs"]).values()), None),
         ("03_robustness", experiments.robustness_runs(p3["profile"], p3["datasets"], p3["seeds"], p3["rhos"]),
          p3["suite"]),
         ("04_rho_sweep", experiments.sweep_runs(p4["profile"], p4["datasets"], p4["seeds"], p4["rhos"]), p4["suite"]),
+        ("05_cost", [cfg for cfgs in precision.values() for cfg in cfgs], p5["precision_suite"]),
     ]
 
 

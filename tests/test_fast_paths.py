@@ -180,3 +180,104 @@ def test_smoke_profile_stays_eager():
     model = build_model(cfg)
     assert compiled(model, cfg) is model and RunConfig.from_profile("paper").compile
     assert RunConfig.from_profile("cpu", compile=False).key() == RunConfig.from_profile("cpu").key()
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("c_in,bias", [(1, True), (5, True), (5, False)])
+def test_same_conv_equals_nn_conv2d_with_gradients(dtype, tol, c_in, bias):
+    """``SameConv2d`` computes its input gradient as a forward conv with the flipped, transposed kernel."""
+    from torch import nn
+
+    from cnode.models import SameConv2d
+
+    torch.manual_seed(0)
+    fast = SameConv2d(c_in, 4).to(dtype)
+    if not bias:
+        fast.bias = None
+    plain = nn.Conv2d(c_in, 4, 3, padding=1, bias=bias).to(dtype)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(3, c_in, 9, 7, dtype=dtype, requires_grad=True)
+    out_fast, out_plain = fast(x), plain(x)
+    torch.testing.assert_close(out_fast, out_plain, rtol=tol, atol=tol)
+    w = torch.randn_like(out_fast)
+    g_fast = torch.autograd.grad((out_fast * w).sum(), [x, *fast.parameters()])
+    g_plain = torch.autograd.grad((out_plain * w).sum(), [x, *plain.parameters()])
+    for a, b in zip(g_fast, g_plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol * 10, atol=tol * 10)
+
+
+def test_same_conv_passes_gradcheck():
+    from cnode.models import SameConv2d, _SameConvFn
+
+    conv = SameConv2d(2, 3).double()
+    x = torch.randn(2, 2, 5, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_SameConvFn.apply, (x, conv.weight, conv.bias))
+    assert torch.autograd.gradcheck(_SameConvFn.apply, (x, conv.weight, None))
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        SameConv2d(2, 2, kernel_size=2)
+
+
+def test_attacks_freeze_the_weights_and_give_them_back():
+    from cnode.perturbations import fgsm, frozen, pgd
+
+    torch.manual_seed(0)
+    model = ConvNODE(channels=2, steps=2, image_size=8)
+    model.head.bias.requires_grad_(False)  # a parameter frozen by its owner stays frozen
+    before = [p.requires_grad for p in model.parameters()]
+    with frozen(model) as m:
+        assert not any(p.requires_grad for p in m.parameters()) and not m.training
+    u, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    pgd(model, u, y, 0.1, 2, 0.05, generator=torch.Generator().manual_seed(0))
+    fgsm(model, u, y, 0.1)
+    assert [p.requires_grad for p in model.parameters()] == before
+    assert all(p.grad is None for p in model.parameters())  # no weight gradient was computed
+
+
+@pytest.mark.parametrize("samples,steps", [(3, 2), (5, 1), (None, 2)])
+def test_jacobian_from_inputs_equals_jacobian_from_the_trajectory(samples, steps):
+    """Recomputing the drawn images' states (what training does) gives the full trajectory's value and gradients."""
+    torch.manual_seed(7)
+    model = ConvNODE(channels=3, steps=4, T=0.4, image_size=6).double()
+    u = torch.rand(5, 1, 6, 6, dtype=torch.float64)
+    params = [model.inp.weight, *[c.weight for c in model.convs]]
+    _, states = model(u, return_states=True)
+    kw = dict(rho=1.0, iters=40, samples=samples, steps=steps)
+    full = regularizers.jacobian(model, states, generator=torch.Generator().manual_seed(3), **kw)
+    sub = regularizers.jacobian(model, None, generator=torch.Generator().manual_seed(3), inputs=u, **kw)
+    torch.testing.assert_close(sub, full, rtol=1e-10, atol=1e-12)
+    g_full = torch.autograd.grad(full, params, allow_unused=True, materialize_grads=True)
+    g_sub = torch.autograd.grad(sub, params, allow_unused=True, materialize_grads=True)
+    for a, b in zip(g_sub, g_full, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="exactly one of states"):
+        regularizers.jacobian(model, states, rho=1.0, inputs=u)
+
+
+def test_precision_is_opt_in_and_keyed_only_when_set():
+    from cnode.config import RunConfig
+    from cnode.train import build_model, train_step
+
+    base = RunConfig.from_profile("smoke", regularizer="jacobian")
+    bf16 = RunConfig.from_profile("smoke", regularizer="jacobian", precision="bfloat16")
+    assert base.precision == "float32" and "precision" not in base.identity()
+    assert bf16.key() != base.key() and bf16.identity()["precision"] == "bfloat16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        RunConfig.from_profile("smoke", precision="float16")
+    model = build_model(bf16)
+    opt = torch.optim.Adam(model.parameters(), lr=bf16.lr)
+    u, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    loss, ce, reg, logits = train_step(model, opt, bf16, u, y, torch.Generator().manual_seed(0), {})
+    assert logits.dtype == torch.float32 and reg.dtype == torch.float32 and torch.isfinite(loss)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_jacobian_schema_changes_only_jacobian_keys(monkeypatch):
+    from cnode import config
+    from cnode.config import RunConfig
+
+    cfgs = {reg: RunConfig.from_profile("cpu", regularizer=reg) for reg in ("none", "weight", "jacobian")}
+    before = {reg: cfg.key() for reg, cfg in cfgs.items()}
+    monkeypatch.setattr(config, "JACOBIAN_SCHEMA", config.JACOBIAN_SCHEMA + 1)
+    after = {reg: cfg.key() for reg, cfg in cfgs.items()}
+    assert after["none"] == before["none"] and after["weight"] == before["weight"]
+    assert after["jacobian"] != before["jacobian"]

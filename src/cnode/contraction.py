@@ -100,17 +100,39 @@ def sym_jacobian_dense(weight: Tensor, slope: Tensor) -> Tensor:
     return (jac + jac.mT) / 2
 
 
+def _stacked_kernel(weight: Tensor) -> Tensor:
+    """``[K; K^T] / 2`` as one (2C, C, k, k) weight for the grouped conv of ``sym_jacobian_matvec``.
+
+    For stride 1 and padding k // 2, ``conv_transpose(u, K) = conv(u, K^T)`` with ``K^T[i, j] = flip(K[j, i])``.
+    Halving is exact in floating point, so folding the 1/2 of ``(J + J^T)/2`` into the kernel changes no digit.
+    """
+    return torch.cat([weight, weight.transpose(0, 1).flip(-1, -2)]) * 0.5
+
+
+def _sym_matvec(kernel: Tensor, slope: Tensor, v: Tensor, buffer: Tensor | None = None) -> Tensor:
+    """``S v = (D conv(v, K) + conv(D v, K^T)) / 2`` with ``kernel = _stacked_kernel(K)`` (eq. ``jacobian``).
+
+    Both convolutions run as one grouped conv of ``[v, D v]`` (this build's conv_transpose is a slow path on
+    CPU). ``buffer`` (B, 2C, H, W), when given, receives ``[v, D v]`` in place of a new tensor (no autograd:
+    the Lanczos loop). slope, v: (B, C, H, W); returns (B, C, H, W).
+    """
+    c = slope.shape[1]
+    if buffer is None:
+        stacked = torch.cat([v, slope * v], 1)
+    else:
+        stacked = buffer
+        stacked[:, :c] = v
+        torch.mul(slope, v, out=stacked[:, c:])
+    both = F.conv2d(stacked, kernel, padding=kernel.shape[-1] // 2, groups=2)
+    return torch.addcmul(both[:, c:], slope, both[:, :c])
+
+
 def sym_jacobian_matvec(weight: Tensor, slope: Tensor, v: Tensor) -> Tensor:
     """``S v`` with ``S = (J + J^T)/2``, ``J v = D conv(v)``, ``J^T v = conv_transpose(D v)`` (eq. ``jacobian``).
 
-    weight: (C, C, k, k); slope, v: (B, C, H, W). Never forms a matrix. For stride 1 and padding k // 2,
-    ``conv_transpose(u, K) = conv(u, K^T)`` with ``K^T[i, j] = flip(K[j, i])``, so both products run as one
-    grouped convolution of ``[v, D v]`` (this build's conv_transpose is a slow path on CPU).
+    weight: (C, C, k, k); slope, v: (B, C, H, W). Never forms a matrix; differentiable in all three.
     """
-    c, pad = weight.shape[0], weight.shape[-1] // 2
-    flipped = weight.transpose(0, 1).flip(-1, -2)
-    both = F.conv2d(torch.cat([v, slope * v], 1), torch.cat([weight, flipped]), padding=pad, groups=2)
-    return (slope * both[:, :c] + both[:, c:]) / 2
+    return _sym_matvec(_stacked_kernel(weight), slope, v)
 
 
 def _orthogonalize(w: Tensor, basis: Tensor) -> Tensor:
@@ -131,37 +153,44 @@ def _lanczos_ritz(weight: Tensor, slope: Tensor, iters: int, v0: Tensor | None,
     basis: for the extreme eigenvalue that is as accurate (Paige: lost orthogonality only duplicates
     converged Ritz values) and avoids the O(iters^2 n) full reorthogonalization, which dominated the cost
     beyond 20 iterations. On breakdown (an invariant subspace found) a fresh random direction orthogonal to
-    the basis continues with a zero off-diagonal.
+    the basis continues with a zero off-diagonal. Written for few kernel launches (fused ``addcmul_``,
+    ``vecdot``, one reused conv buffer): at 8 images of 8 x 28 x 28 the loop is bound by per-operation
+    overhead, not arithmetic (issue 11).
     """
     shape = slope.shape
     bsz, n = shape[0], slope[0].numel()
     steps = min(iters, n)
+    kernel = _stacked_kernel(weight)
+    buffer = slope.new_empty(bsz, 2 * shape[1], *shape[2:])
     q = v0 if v0 is not None else torch.randn(shape, generator=generator, dtype=slope.dtype)
     q = q.to(slope).reshape(bsz, n)
     basis = slope.new_empty(bsz, steps, n)
-    basis[:, 0] = q / q.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    torch.div(q, q.norm(dim=1, keepdim=True).clamp_min(1e-30), out=basis[:, 0])
     alphas = slope.new_zeros(bsz, steps)
     betas = slope.new_zeros(bsz, max(steps - 1, 0))
-    prev, beta = torch.zeros_like(basis[:, 0]), slope.new_zeros(bsz)
+    prev, beta = torch.zeros_like(basis[:, 0]), slope.new_zeros(bsz, 1)
     for j in range(steps):
         q = basis[:, j]
-        w = sym_jacobian_matvec(weight, slope, q.reshape(shape)).reshape(bsz, n)
-        w = w - beta[:, None] * prev
-        alphas[:, j] = (w * q).sum(1)
+        w = _sym_matvec(kernel, slope, q.view(shape), buffer).view(bsz, n)
+        w.addcmul_(prev, beta, value=-1)
+        alpha = torch.linalg.vecdot(w, q)
+        alphas[:, j] = alpha
         if j == steps - 1:
             break
-        w = w - alphas[:, j, None] * q
+        w.addcmul_(q, alpha[:, None], value=-1)
         for u in (q, prev):  # local reorthogonalization
-            w = w - (w * u).sum(1, keepdim=True) * u
-        beta = w.norm(dim=1)
-        broke = beta <= 1e-10 * alphas[:, j].abs().clamp_min(1.0)
+            w.addcmul_(u, torch.linalg.vecdot(w, u)[:, None], value=-1)
+        beta = torch.linalg.vector_norm(w, dim=1, keepdim=True)
+        broke = beta[:, 0] <= 1e-10 * alpha.abs().clamp_min(1.0)
         if broke.any():
             fresh = torch.randn(bsz, n, generator=generator, dtype=slope.dtype).to(slope)
             w = torch.where(broke[:, None], _orthogonalize(fresh, basis[:, :j + 1]), w)
-            beta = torch.where(broke, torch.zeros_like(beta), beta)
-        betas[:, j] = beta
+            beta = torch.where(broke[:, None], torch.zeros_like(beta), beta)
+            torch.div(w, w.norm(dim=1, keepdim=True).clamp_min(1e-30), out=basis[:, j + 1])
+        else:
+            torch.div(w, beta.clamp_min(1e-30), out=basis[:, j + 1])
+        betas[:, j] = beta[:, 0]
         prev = q
-        basis[:, j + 1] = w / w.norm(dim=1, keepdim=True).clamp_min(1e-30)
     tri = torch.diag_embed(alphas) + torch.diag_embed(betas, offset=1) + torch.diag_embed(betas, offset=-1)
     _, vecs = torch.linalg.eigh(tri)
     ritz = torch.bmm(vecs[:, None, :, -1], basis)[:, 0]

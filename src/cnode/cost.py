@@ -55,14 +55,26 @@ def machine_line(bench: dict[str, Any]) -> str:
             f"measured {m['date']} at commit {m['git_commit']}")
 
 
-def verdict(value: float, limit: float) -> str:
-    """'met' when ``value <= limit``, else 'not met: 1.62 > 1.5' (for the chapter's target lines)."""
-    return "met" if value <= limit else f"not met: {value:.3g} > {limit:g}"
+def verdict(value: float, limit: float, at_most: bool = True) -> str:
+    """'met' when ``value <= limit`` (``at_most``) or ``value >= limit``, else e.g. 'not met: 1.62 > 1.5'."""
+    if value <= limit if at_most else value >= limit:
+        return "met"
+    return f"not met: {value:.3g} {'>' if at_most else '<'} {limit:g}"
+
+
+def runs_verdict(bench: dict[str, Any], *keys: str) -> str:
+    """'met in 3 of 3 runs' over the kept runs for every target in ``keys`` (``TARGETS``) at once."""
+    runs = bench.get("runs") or [{"targets": bench["targets"]}]
+    ok = 0
+    for run in runs:
+        ok += all(verdict(run["targets"][k], TARGETS[k][1], TARGETS[k][2]) == "met" for k in keys)
+    return f"{'met' if ok == len(runs) else 'not met'} in {ok} of {len(runs)} runs"
 
 
 def step_frame(bench: dict[str, Any], profile: str = "cpu") -> pd.DataFrame:
-    """One row per step variant: ms per step (median, IQR), ratio to vanilla, memory, and the epoch time of
-    ``profile`` it implies (steps per epoch x median step; the cpu profile has 79 steps, paper 469)."""
+    """One row per step variant: ms per step (median, IQR), ratio to vanilla (medians, and 75th percentiles),
+    memory, and the epoch time of ``profile`` it implies (steps per epoch x median step; the cpu profile has
+    79 steps, paper 469)."""
     cfg = RunConfig.from_profile(profile)
     per_epoch = math.ceil((cfg.train_subset or TRAIN_IMAGES) / cfg.batch_size)
     rows, batch = [], bench["settings"]["batch_size"]
@@ -71,7 +83,8 @@ def step_frame(bench: dict[str, Any], profile: str = "cpu") -> pd.DataFrame:
                      "Lanczos products": r["iters"], "images": r["samples"] or (batch if r["iters"] else None),
                      "solver steps": r["solver_steps"] or (10 if r["iters"] else None),
                      "ms / step": r["median_ms"], "IQR ms": f"{r['q25_ms']:.0f}-{r['q75_ms']:.0f}",
-                     "x vanilla": r["ratio"], f"s / {profile} epoch": r["median_ms"] * per_epoch / 1000,
+                     "x vanilla": r["ratio"], "q75 x": r.get("q75_ratio", float("nan")),
+                     f"s / {profile} epoch": r["median_ms"] * per_epoch / 1000,
                      "autograd MB": r["saved_mb"], "peak MB": r["peak_mb"]})
     return pd.DataFrame(rows).set_index("variant")
 
@@ -99,9 +112,118 @@ def dense_spread(bench: dict[str, Any]) -> pd.DataFrame:
 
 
 def pgd_frame(bench: dict[str, Any]) -> pd.DataFrame:
-    """PGD throughput per model: images per second, seconds, robust accuracy at eps 0.1."""
+    """PGD throughput per model, cnode's attack ("new") against the pre-issue-11 loop ("old") on the same models
+    and images: images per second of each, the speedup, robust accuracy, and images whose outcome differs."""
     frame = pd.DataFrame(bench["pgd"])
-    return frame[["model", "images", "pgd_steps", "eps", "seconds", "images_per_s", "robust_acc"]].set_index("model")
+    if "path" not in frame:  # a JSON from before issue 11: one path only
+        frame = frame.assign(path="new", speedup=float("nan"), differing_images=float("nan"))
+    rates = frame.pivot(index="model", columns="path", values="images_per_s").add_suffix(" images/s")
+    new = frame[frame.path == "new"].set_index("model")
+    out = rates.join(new[["speedup", "robust_acc", "differing_images", "pgd_steps", "images"]])
+    return out.loc[list(dict.fromkeys(frame.model))]
+
+
+def runs_frame(bench: dict[str, Any]) -> pd.DataFrame:
+    """Per step variant, over the runs the JSON keeps (``runs``): how many, each run's ratio of medians to the
+    vanilla step, each run's ratio of 75th percentiles, and the latest run's quartiles of the per-round ratio
+    (variant and vanilla timed in the same round)."""
+    runs = bench.get("runs") or []
+    rows = []
+    for last in bench["steps"]:
+        name = last["name"]
+        mine = [run["steps"][name] for run in runs if name in run["steps"]]
+        rows.append({"variant": name, "runs": len(mine),
+                     "x vanilla, per run": " / ".join(f"{r['ratio']:.2f}" for r in mine),
+                     "q75 x, per run": " / ".join(f"{r['q75_ratio']:.2f}" for r in mine if "q75_ratio" in r),
+                     "per-round IQR, last run": (f"{last['round_ratio_q25']:.2f}-{last['round_ratio_q75']:.2f}"
+                                                 if "round_ratio_q25" in last else "")})
+    return pd.DataFrame(rows).set_index("variant")
+
+
+#: target name -> (what, limit, at most (True) or at least (False)); the ratios are issue 11's targets
+TARGETS: dict[str, tuple[str, float, bool]] = {
+    "speedup_over_reference": ("vanilla speedup over the hand-written loop (medians)", 2.0, False),
+    "speedup_over_reference_q75": ("the same at the 75th percentiles", 2.0, False),
+    "weight_ratio": ("weight / vanilla (medians)", 1.05, True),
+    "weight_q75_ratio": ("weight / vanilla (75th percentiles)", 1.05, True),
+    "jacobian_ratio": ("Jacobian / vanilla (medians)", 1.5, True),
+    "jacobian_q75_ratio": ("Jacobian / vanilla (75th percentiles)", 1.5, True),
+    "pgd_min_speedup": ("PGD-20 new / old path, slowest model", 2.0, False),
+}
+
+
+def targets_frame(bench: dict[str, Any]) -> pd.DataFrame:
+    """One row per target, one column per kept run (date and commit), and how many runs meet it."""
+    runs = bench.get("runs") or [{"machine": bench["machine"], "targets": bench["targets"]}]
+    columns = [f"run {i + 1} ({r['machine']['date']}, {r['machine']['git_commit']})" for i, r in enumerate(runs)]
+    rows = []
+    for key, (what, limit, at_most) in TARGETS.items():
+        values = [r["targets"].get(key) for r in runs]
+        met = sum(v is not None and (v <= limit if at_most else v >= limit) for v in values)
+        rows.append({"target": what, "limit": f"{'<=' if at_most else '>='} {limit:g}",
+                     **{c: (f"{v:.2f}" if v is not None else "-") for c, v in zip(columns, values, strict=True)},
+                     "met in": f"{met} of {len(runs)}"})
+    return pd.DataFrame(rows).set_index("target")
+
+
+def compile_frame(bench: dict[str, Any]) -> pd.DataFrame:
+    """Compiled variants (and vanilla, compiled or not): first-call seconds (compilation from an empty inductor
+    cache included), the median step, and the share of a whole cpu- and paper-profile run the first call takes."""
+    rows = []
+    for r in bench["steps"]:
+        if not r.get("compiled") and r["name"] != "vanilla":
+            continue
+        row = {"variant": r["name"], "compiled": bool(r.get("compiled")), "first call s": r["first_call_s"],
+               "ms / step": r["median_ms"]}
+        for profile in ("cpu", "paper"):
+            cfg = RunConfig.from_profile(profile)
+            steps = cfg.epochs * math.ceil((cfg.train_subset or TRAIN_IMAGES) / cfg.batch_size)
+            run_s = steps * r["median_ms"] / 1000
+            row[f"share of a {profile} run"] = r["first_call_s"] / (r["first_call_s"] + run_s)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("variant")
+
+
+def bound_frame(bench: dict[str, Any], variant: str = "vanilla") -> pd.DataFrame:
+    """What bounds one training step of ``variant`` on the benchmarked machine, against its measured median.
+
+    Memory: the tensors autograd saves, written once and read once, plus parameters, gradients and Adam's two
+    moments (read and written: 10 passes over the parameters) and the batch, at the measured copy bandwidth.
+    Arithmetic: the step's FLOPs (convolutions and matrix products) at the measured float32 matmul rate.
+    """
+    b = bench["bounds"]
+    row = next(r for r in bench["steps"] if r["name"] == variant)
+    from cnode.train import build_model
+
+    params = sum(p.numel() for p in build_model(RunConfig.from_profile("cpu")).parameters())
+    batch = bench["settings"]["batch_size"] * 28 * 28 * 4
+    moved = 2 * row["saved_mb"] * 2**20 + 10 * 4 * params + batch
+    memory_ms = moved / (b["copy_gb_s"] * 1e9) * 1000
+    flop_ms = b["vanilla_gflop"] / b["matmul_gflop_s"] * 1000
+    return pd.DataFrame([
+        {"bound": "memory traffic", "work": f"{moved / 2**20:.0f} MB", "machine rate": f"{b['copy_gb_s']:.1f} GB/s",
+         "ms": memory_ms, "share of the measured step": memory_ms / row["median_ms"]},
+        {"bound": "arithmetic", "work": f"{b['vanilla_gflop']:.2f} GFLOP",
+         "machine rate": f"{b['matmul_gflop_s']:.0f} GFLOP/s", "ms": flop_ms,
+         "share of the measured step": flop_ms / row["median_ms"]},
+        {"bound": "measured step", "work": "", "machine rate": "", "ms": row["median_ms"],
+         "share of the measured step": 1.0},
+    ]).set_index("bound")
+
+
+def precision_frame(results: list[tuple[RunConfig, dict[str, Any], dict[str, Any]]], eps: float) -> pd.DataFrame:
+    """Per precision: seeds, clean and PGD accuracy at ``eps`` (mean and spread over seeds) and the median
+    epoch time of the runs. ``results``: (config, metrics of the run, its evaluation) triples."""
+    rows = []
+    for cfg, metrics, ev in results:
+        pgd = next(r["acc"] for r in ev["rows"] if r["kind"] == "pgd" and r["level"] == eps)
+        rows.append({"precision": cfg.precision, "seed": cfg.seed, "clean": ev["clean"], "pgd": pgd,
+                     "epoch_s": pd.Series([h["seconds"] for h in metrics["history"]]).median()})
+    frame = pd.DataFrame(rows)
+    out = frame.groupby("precision", sort=False).agg(
+        seeds=("seed", "size"), clean_mean=("clean", "mean"), clean_min=("clean", "min"), clean_max=("clean", "max"),
+        pgd_mean=("pgd", "mean"), pgd_min=("pgd", "min"), pgd_max=("pgd", "max"), epoch_s=("epoch_s", "median"))
+    return out
 
 
 def _variant(cfg: RunConfig) -> str:
@@ -114,7 +236,8 @@ def _step_ms(bench: dict[str, Any], cfg: RunConfig) -> float:
 
 
 def _pgd_rate(bench: dict[str, Any], cfg: RunConfig) -> float:
-    return next(r["images_per_s"] for r in bench["pgd"] if r["model"] == _variant(cfg))
+    return next(r["images_per_s"] for r in bench["pgd"]
+                if r["model"] == _variant(cfg) and r.get("path", "new") == "new")
 
 
 def paper_grid(seeds: list[int], rhos: list[float]) -> list[RunConfig]:

@@ -56,3 +56,12 @@ def sweep_runs(profile: str, datasets: list[str], seeds: list[int], rhos: list[f
                device: str = "auto") -> list[RunConfig]:
     """Chapter 4: both regularizers at every rho, plus the vanilla CNODE (its mean is the plots' reference)."""
     return _grid(profile, datasets, seeds, rhos, device, with_cnn=False)
+
+
+def precision_runs(profile: str, dataset: str, regularizer: str, rho: float, seeds: list[int],
+                   device: str = "auto") -> dict[str, list[RunConfig]]:
+    """Chapter 5: one configuration trained in float32 (the default) and with bfloat16 autocast, per seed."""
+    checks.one_of("regularizer", regularizer, REGULARIZERS)
+    return {precision: [RunConfig.from_profile(profile, dataset=dataset, regularizer=regularizer, rho=rho, seed=seed,
+                                               device=device, precision=precision) for seed in _seeds(seeds)]
+            for precision in ("float32", "bfloat16")}

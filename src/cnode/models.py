@@ -59,6 +59,53 @@ class SmoothLeakyReLU(nn.Module):
         return self.a + (self.b - self.a) * torch.sigmoid(x)
 
 
+class _SameConvFn(torch.autograd.Function):
+    """``conv2d(x, K, bias)``, stride 1, padding k // 2, whose input gradient is a forward convolution.
+
+    The input gradient of a stride-1 'same' convolution is ``conv2d(g, K^T)`` with ``K^T[i, j] = flip(K[j, i])``
+    (the identity ``sym_jacobian_matvec`` uses). This build's ``convolution_backward`` computes it 1.8x (batch
+    128) to 4.6x (batch 500) slower than that forward convolution on CPU (8 channels, 28 x 28; measured, issue 11),
+    and attacks need nothing else. Weight and bias gradients stay with ``convolution_backward``. The same
+    linear maps, so results agree with ``nn.Conv2d`` to float rounding (tested).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        pad = weight.shape[-1] // 2
+        kernel = weight.to(grad.dtype)  # under bfloat16 autocast the forward ran in grad's dtype
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = F.conv2d(grad, kernel.transpose(0, 1).flip(-1, -2), padding=pad)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            mask = [False, ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+            _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+                grad, x.to(grad.dtype), kernel, [weight.shape[0]] if ctx.has_bias else None, [1, 1], [pad, pad],
+                [1, 1], False, [0, 0], 1, mask)
+            grad_w = None if grad_w is None else grad_w.to(weight.dtype)
+            grad_b = None if grad_b is None else grad_b.to(weight.dtype)
+        return grad_x, grad_w, grad_b
+
+
+class SameConv2d(nn.Conv2d):
+    """``nn.Conv2d`` with stride 1 and padding k // 2 (k odd) through ``_SameConvFn``; the same parameters and
+    state dict, a faster input gradient."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _SameConvFn.apply(x, self.weight, self.bias)
+
+
 class ConvField(nn.Module):
     """``f(x) = sigma(conv(x, K) + bias)`` on states (B, C, H, W) (eq. ``cnode``); 3x3, stride 1, zero padding.
 
@@ -67,7 +114,7 @@ class ConvField(nn.Module):
 
     def __init__(self, channels: int, a: float = 0.1, b: float = 1.0, kernel_size: int = 3) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2)
+        self.conv = SameConv2d(channels, channels, kernel_size)
         self.act = SmoothLeakyReLU(a, b)
 
     def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
@@ -121,8 +168,8 @@ class ConvNODE(nn.Module):
         checks.one_of("init", init, ("default", "contractive"))
         self.steps, self.T, self.h = steps, T, T / steps
         self.act = SmoothLeakyReLU(a, b)
-        self.inp = nn.Conv2d(1, channels, 3, padding=1)
-        self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(steps))
+        self.inp = SameConv2d(1, channels)
+        self.convs = nn.ModuleList(SameConv2d(channels, channels) for _ in range(steps))
         self.head = nn.Linear(channels * image_size * image_size, classes)
         if init == "contractive":
             for conv in self.convs:
@@ -185,8 +232,8 @@ class CNN(nn.Module):
                  image_size: int = 28, classes: int = 10) -> None:
         super().__init__()
         self.act = SmoothLeakyReLU(a, b)
-        self.inp = nn.Conv2d(1, channels, 3, padding=1)
-        self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(layers))
+        self.inp = SameConv2d(1, channels)
+        self.convs = nn.ModuleList(SameConv2d(channels, channels) for _ in range(layers))
         self.head = nn.Linear(channels * image_size * image_size, classes)
 
     def forward(self, u: Tensor) -> Tensor:

@@ -9,6 +9,9 @@ through its fixed-step solver by direct backprop, and keep every adversarial ima
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -44,9 +47,28 @@ def _loss(logits: Tensor, y: Tensor, kind: str) -> Tensor:
     return other - true
 
 
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode with its parameters' ``requires_grad`` off, restored on exit.
+
+    Attacks need the input gradient only; custom autograd nodes (``models._SameConvFn``) can skip the weight
+    gradients only when the weights do not require them.
+    """
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
 def _input_grad(model: nn.Module, x: Tensor, y: Tensor, kind: str) -> Tensor:
     x = x.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(_loss(model(x), y, kind).sum(), x)
+    with frozen(model):
+        (grad,) = torch.autograd.grad(_loss(model(x), y, kind).sum(), x)
     return grad
 
 
@@ -73,7 +95,13 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, step_siz
     checks.positive_int("restarts", restarts)
     checks.positive("step_size", step_size)
     checks.one_of("loss", loss, ("ce", "margin"))
-    model.eval()
+    with frozen(model):
+        return _pgd(model, x, y, eps, steps, step_size, restarts, random_start, loss, generator)
+
+
+def _pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, step_size: float, restarts: int,
+         random_start: bool, loss: str, generator: torch.Generator | None) -> Tensor:
+    """The loop of ``pgd`` (arguments checked, model frozen)."""
     lower, upper = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
     best = x.clone()
     active = torch.ones(len(x), dtype=torch.bool, device=x.device)  # not fooled yet

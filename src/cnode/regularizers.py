@@ -54,9 +54,10 @@ def warm_lambda_max(weight: Tensor, slope: Tensor, iters: int, warm: Tensor | No
     return lam, pooled_vector(vecs.detach())
 
 
-def jacobian(model: ConvNODE, states: list[Tensor], rho: float, iters: int = 10,
+def jacobian(model: ConvNODE, states: list[Tensor] | None, rho: float, iters: int = 10,
              generator: torch.Generator | None = None, samples: int | None = None,
-             steps: int | None = None, warm: dict[int, Tensor] | None = None) -> Tensor:
+             steps: int | None = None, warm: dict[int, Tensor] | None = None,
+             inputs: Tensor | None = None) -> Tensor:
     """``R_J = mean_{k, n} ReLU(lambda_max((J_k + J_k^T)/2)(x_k^n) + rho)`` (eq. ``reg-jacobian``).
 
     ``states`` are the trajectory ``[x_0, ..., x_N]`` of a batch (each (B, C, H, W)); step k's Jacobian is
@@ -67,15 +68,26 @@ def jacobian(model: ConvNODE, states: list[Tensor], rho: float, iters: int = 10,
     fraction of the cost. ``warm`` (a dict, updated in place) carries one vector per solver step from call to
     call: Lanczos starts from it plus a random part (``warm_start``), so across training steps the iteration
     keeps refining the top eigenvector instead of starting over. Scalar.
+
+    ``states=None`` with the batch's ``inputs`` (B, 1, H, W) instead: the states of the drawn images are
+    recomputed up to the last drawn step (``trajectory``). Images do not interact, so values and gradients are
+    those of the full trajectory's rows, at ``samples``/B of a forward pass; the training forward then need not
+    return its states (a compiled forward returning all of them measured 23 ms a step slower, issue 11).
     """
     checks.nonnegative("rho", rho)
-    batch = states[0].shape[0]
+    if (states is None) == (inputs is None):
+        raise ValueError("pass exactly one of states (a trajectory) and inputs (the images)")
+    batch = (inputs if states is None else states[0]).shape[0]
+    device = (inputs if states is None else states[0]).device
     pick = None
     if samples is not None and checks.positive_int("samples", samples) < batch:
-        pick = torch.randperm(batch, generator=generator)[:samples].to(states[0].device)
+        pick = torch.randperm(batch, generator=generator)[:samples].to(device)
     chosen = range(model.steps)
     if steps is not None and checks.positive_int("steps", steps) < model.steps:
         chosen = torch.randperm(model.steps, generator=generator)[:steps].sort().values.tolist()
+    if states is None:
+        states = trajectory(model, inputs if pick is None else inputs[pick], max(chosen))
+        pick = None
     terms = []
     for k in chosen:
         x = states[k] if pick is None else states[k][pick]
@@ -86,3 +98,12 @@ def jacobian(model: ConvNODE, states: list[Tensor], rho: float, iters: int = 10,
             lam, warm[k] = warm_lambda_max(model.convs[k].weight, slope, iters, warm.get(k), generator)
         terms.append(F.relu(lam + rho))
     return torch.stack(terms).mean()
+
+
+def trajectory(model: ConvNODE, inputs: Tensor, last: int) -> list[Tensor]:
+    """States ``[x_0, ..., x_last]`` of ``inputs`` (B, 1, H, W) through ``model``'s first ``last`` solver
+    steps, with autograd: the part of ``model.flow`` that R_J at steps <= ``last`` reads."""
+    states = [model.lift(inputs)]
+    for k in range(last):
+        states.append(model.step(k, states[-1]))
+    return states

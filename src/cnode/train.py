@@ -71,9 +71,13 @@ def compiled(model: nn.Module, cfg: RunConfig) -> Callable[..., Any]:
     """
     if not cfg.compile:
         return model
+    import logging
+
     import torch._dynamo
 
     torch._dynamo.config.suppress_errors = True
+    # inductor imports cpp_extension, which warns on stderr that a CPU-only build has no CUDA runtime
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     return torch.compile(model)
 
 
@@ -83,12 +87,16 @@ def _loss(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor, ge
     """Cross-entropy + gamma * regularizer; returns (loss, ce, reg, logits). ``forward`` (default: the model)
     computes the logits, e.g. the compiled model of ``compiled``."""
     forward = model if forward is None else forward
-    if cfg.regularizer == "jacobian":
-        logits, states = forward(x, return_states=True)
+    # with sampling, R_J recomputes the few states it reads; the forward need not return them all
+    with_states = cfg.regularizer == "jacobian" and cfg.jacobian_samples is None
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bfloat16"):
+        out = forward(x, return_states=True) if with_states else (forward(x), None)
+    logits, states = out[0].float(), out[1]
+    if cfg.regularizer == "jacobian":  # in float32 also under bfloat16: Lanczos needs the precision
         reg = regularizers.jacobian(model, states, cfg.rho, cfg.jacobian_iters, gen, cfg.jacobian_samples,
-                                    cfg.jacobian_steps, warm if cfg.jacobian_warm else None)
+                                    cfg.jacobian_steps, warm if cfg.jacobian_warm else None,
+                                    inputs=x if states is None else None)
     else:
-        logits = forward(x)
         reg = (regularizers.weight(model, cfg.rho, cfg.a, cfg.b) if cfg.regularizer == "weight"
                else logits.new_zeros(()))
     ce = F.cross_entropy(logits, y)
