@@ -61,10 +61,11 @@ def check_cost(values: dict) -> None:
     runs = bench["runs"]
     assert values["n_runs"] == len(runs) and values["met_weight"].endswith(f"of {len(runs)} runs")
     ok = sum(r["targets"]["weight_ratio"] <= 1.05 and r["targets"]["weight_q75_ratio"] <= 1.05 for r in runs)
-    assert values["met_weight"].startswith(("met" if ok == len(runs) else "not met") + f" in {ok} ")
+    assert values["met_weight"] == f"met in {ok} of {len(runs)} runs"
     assert values["grid_runs"] == 48 and values["grid_train_h"] > 0
     assert values["pgd_total"] == 4 * bench["pgd"][0]["images"] and values["pgd_differing"] >= 0
     assert 0 < values["clean_fp32"] <= 100 and 0 < values["clean_bf16"] <= 100  # the smoke precision runs
+    assert 0 <= values["pgd_fp32"] <= values["clean_fp32"] and 0 <= values["pgd_bf16"] <= values["clean_bf16"]
     assert values["epoch_fp32"] > 0 and values["epoch_bf16"] > 0
 
 

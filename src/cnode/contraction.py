@@ -203,7 +203,7 @@ def sym_jacobian_lambda_max(weight: Tensor, slope: Tensor, iters: int = 30, v0: 
     """Matrix-free estimate of ``lambda_max((J + J^T)/2)`` for ``J = D K``, batched (eq. ``lambda-max``).
 
     weight: (C, C, k, k); slope: (B, C, H, W) = ``sigma'(K x + b)`` at the states. Returns (B,).
-    Lanczos (``iters`` matrix-vector products, full reorthogonalization) runs without autograd; the estimate
+    Lanczos (``iters`` matrix-vector products, local reorthogonalization) runs without autograd; the estimate
     is the Rayleigh quotient ``v^T S v`` of the top Ritz vector v, differentiable in ``weight`` and ``slope``
     (the gradient of a simple eigenvalue is ``v^T dS v``). It never exceeds the true value. ``v0`` warm-starts
     the iteration (e.g. with the vector from the previous training step, ``return_vector=True``).
