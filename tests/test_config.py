@@ -22,7 +22,7 @@ def test_profiles_build_and_overrides_apply():
 def test_unknown_fields_and_bad_values_are_one_clear_line():
     with pytest.raises(ValueError, match="unknown RunConfig field 'learning_rate'"):
         RunConfig.from_profile("cpu", learning_rate=1)
-    with pytest.raises(ValueError, match=r"^rho must be >= 0, got -1$"):
+    with pytest.raises(ValueError, match=r"^rho must be >= 0, got -1(\.0)?$"):
         RunConfig.from_profile("cpu", rho=-1)
     with pytest.raises(ValueError, match="dataset must be one of"):
         RunConfig.from_profile("cpu", dataset="cifar")
@@ -52,3 +52,28 @@ def test_jacobian_settings_enter_the_key_only_of_jacobian_runs():
     others = {RunConfig.from_profile("cpu", regularizer="jacobian", **{k: v}).key() for k, v in
               [("jacobian_iters", 20), ("jacobian_samples", None), ("jacobian_steps", None)]}
     assert len(others) == 3 and jac.key() not in others
+
+
+def test_int_and_float_spellings_of_a_number_share_a_key():
+    """``rho=1`` (the command line) and ``rho=1.0`` (a chapter) are one experiment: one key, for every numeric field."""
+    from dataclasses import fields
+
+    numeric = {f.name: f.type for f in fields(RunConfig) if f.type in ("float", "int", "int | None")}
+    assert {"rho", "gamma", "T", "a", "b", "lr", "lr_decay", "epochs", "seed", "jacobian_iters"} <= set(numeric)
+    for name, kind in numeric.items():
+        base = RunConfig.from_profile("cpu", regularizer="jacobian")
+        value = getattr(base, name)
+        if value is None:
+            value = 3
+        if kind == "float":
+            other_value = int(value) if float(value).is_integer() else None
+            if other_value is None:  # e.g. T = 0.1: compare 1 against 1.0 instead (valid for every such field)
+                value, other_value = 1.0, 1
+        else:
+            other_value = float(value)
+        one = RunConfig.from_profile("cpu", regularizer="jacobian", **{name: value})
+        two = RunConfig.from_profile("cpu", regularizer="jacobian", **{name: other_value})
+        assert one.key() == two.key(), name
+        assert type(getattr(two, name)) is type(getattr(one, name)), name
+    with pytest.raises(ValueError, match="epochs"):
+        RunConfig.from_profile("cpu", epochs=2.5)

@@ -64,6 +64,7 @@ class RunConfig:
     precision: str = "float32"  # "bfloat16": autocast of the training forward pass (opt-in; in the key if set)
 
     def __post_init__(self) -> None:
+        self._normalize_numbers()
         checks.one_of("profile", self.profile, PROFILES)
         checks.one_of("dataset", self.dataset, FOLDERS)
         checks.one_of("model", self.model, MODELS)
@@ -93,6 +94,19 @@ class RunConfig:
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be true or false, got {self.compile!r}")
         checks.one_of("precision", self.precision, PRECISIONS)
+
+    def _normalize_numbers(self) -> None:
+        """Every numeric field as its declared type: an int where a float is declared becomes that float, an
+        integral float where an int is declared that int (``rho=1`` and ``rho=1.0`` are one experiment, so they
+        must hash to one key). Other values are left for the checks to reject."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                continue
+            if f.type == "float" and isinstance(value, int):
+                object.__setattr__(self, f.name, float(value))
+            elif f.type.startswith("int") and isinstance(value, float) and value.is_integer():
+                object.__setattr__(self, f.name, int(value))
 
     @classmethod
     def from_profile(cls, profile: str, **overrides: Any) -> RunConfig:
