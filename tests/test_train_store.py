@@ -37,7 +37,8 @@ def test_second_call_is_a_cache_hit(tmp_path, monkeypatch):
     assert second.metrics == first.metrics
     for p, q in zip(first.model.parameters(), second.model.parameters(), strict=True):
         assert torch.equal(p, q)
-    assert sorted(f.name for f in second.path.iterdir()) == ["config.json", "metrics.json", "model.pt"]
+    files = sorted(f.name for f in second.path.iterdir())
+    assert files == [".lock", "config.json", "metrics.json", "model.pt"]  # .lock: the key's lock, git-ignored
 
 
 def _cli(*args: str, results: Path) -> subprocess.Popen:
@@ -115,3 +116,56 @@ def test_cli_trains_then_lists(tmp_path):
     proc = _cli("list", results=tmp_path)
     out, _ = proc.communicate(timeout=60)
     assert '"seed": 3' in out and '"profile": "smoke"' in out
+
+
+#: A process that trains one smoke run through the store, counting training starts in ``starts``; with
+#: ``hold`` it waits inside training (after the key's lock is taken) until the file ``release`` exists.
+_OVERLAP = """
+import sys, time
+from pathlib import Path
+from cnode import store
+from cnode.config import RunConfig
+
+starts, inside, release = map(Path, sys.argv[1:4])
+hold = sys.argv[4] == "hold"
+real_train = store.train
+
+def counted(cfg, **kw):
+    with starts.open("a") as fh:
+        fh.write("start\\n")
+    if hold:
+        inside.touch()
+        while not release.exists():
+            time.sleep(0.05)
+    return real_train(cfg, **kw)
+
+store.train = counted
+cfg = RunConfig.from_profile("smoke", regularizer="weight", epochs=1, train_subset=128, test_subset=64)
+run = store.load_or_train(cfg)
+print(run.final["test_acc"])
+"""
+
+
+def test_two_processes_on_one_key_train_it_once(tmp_path):
+    """The first process holds the key inside training; the second must wait for it and load its run."""
+    env = {**os.environ, "CNODE_RESULTS": str(tmp_path / "results"), "OMP_NUM_THREADS": "1"}
+    starts, inside, release = tmp_path / "starts", tmp_path / "inside", tmp_path / "release"
+
+    def spawn(mode: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", _OVERLAP, str(starts), str(inside), str(release), mode],
+                                env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first = spawn("hold")
+    deadline = time.monotonic() + 120
+    while not inside.exists():
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()[1][-2000:]
+        time.sleep(0.05)
+    second = spawn("free")
+    time.sleep(3)  # long enough for an unlocked second process to load data and start training
+    assert second.poll() is None, "the second process did not wait for the key"
+    release.touch()
+    out_first, err_first = first.communicate(timeout=300)
+    out_second, err_second = second.communicate(timeout=300)
+    assert first.returncode == 0 and second.returncode == 0, err_first[-2000:] + err_second[-2000:]
+    assert starts.read_text().count("start") == 1  # trained once, by the first process
+    assert out_first.split() == out_second.split()  # the second read the first one's run

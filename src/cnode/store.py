@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 from torch import nn
 
 from cnode import __version__, checks, data
@@ -129,11 +130,23 @@ def load(cfg: RunConfig, root: Path | None = None) -> Run | None:
 
 
 def load_or_train(cfg: RunConfig, root: Path | None = None) -> Run:
-    """The stored run of ``cfg``, training it (or resuming it from its last checkpoint) when missing."""
+    """The stored run of ``cfg``, training it (or resuming it from its last checkpoint) when missing.
+
+    Training holds the key's lock (``<run folder>/.lock``, ``filelock``; the OS releases it when a killed
+    process dies), so two processes never train one key at once: the second waits, then loads the first's run.
+    """
     found = load(cfg, root)
     if found is not None:
         return found
     folder = run_dir(cfg, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / ".lock"):
+        found = load(cfg, root)  # finished by another process while this one waited
+        return found if found is not None else _train_into(cfg, folder)
+
+
+def _train_into(cfg: RunConfig, folder: Path) -> Run:
+    """Train ``cfg`` (resuming from ``folder``'s checkpoint) and store it in ``folder``; the caller holds the lock."""
     if (folder / "config.json").exists():
         _check_config(folder, cfg)
     else:
@@ -171,6 +184,13 @@ def load_or_evaluate(run: Run, suite_name: str, root: Path | None = None) -> dic
     path = run.path / f"eval-{suite.key()}.json"
     if path.exists():
         return _read_json(path)
+    with FileLock(run.path / ".lock"):  # one process evaluates, a concurrent one then reads its result
+        return _read_json(path) if path.exists() else _evaluate_into(run, suite_name, path)
+
+
+def _evaluate_into(run: Run, suite_name: str, path: Path) -> dict[str, Any]:
+    """Evaluate ``run`` under the named suite and store the result at ``path``; the caller holds the lock."""
+    suite = SUITES[suite_name]
     images, labels = data.load(run.cfg.dataset, "test", suite.test_subset)
     model = run.model.to(resolve_device(run.cfg.device))
     result = {"suite": suite_name, "suite_settings": dataclasses.asdict(suite),
