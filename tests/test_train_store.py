@@ -116,6 +116,7 @@ def test_cli_trains_then_lists(tmp_path):
     proc = _cli("list", results=tmp_path)
     out, _ = proc.communicate(timeout=60)
     assert '"seed": 3' in out and '"profile": "smoke"' in out
+    assert '"chapter": "03_robustness"' in out and '"trained": 0' in out  # the chapters' runs are elsewhere
 
 
 #: A process that trains one smoke run through the store, counting training starts in ``starts``; with

@@ -43,8 +43,23 @@ def _parser() -> argparse.ArgumentParser:
         if field.name != "profile":
             train.add_argument(f"--{field.name}", dest=field.name, type=_parse_value, default=argparse.SUPPRESS,
                                help=f"default: the profile's ({field.default!r} unless the profile sets it)")
-    sub.add_parser("list", help="list the finished runs in the store")
+    sub.add_parser("list", help="list the finished runs in the store, then per chapter how many of its runs "
+                                "(at its default parameters) are trained and evaluated")
     return parser
+
+
+def chapter_progress() -> list[dict[str, Any]]:
+    """Per chapter with runs, at its default parameters: profile, runs, how many are trained and evaluated."""
+    from cnode.plans import PLANS, plan
+
+    rows = []
+    for chapter in PLANS:
+        p = plan(chapter)
+        untrained, unevaluated = p.missing()
+        rows.append({"chapter": chapter, "profile": sorted({cfg.profile for cfg in p.runs}), "runs": len(p.runs),
+                     "trained": len(p.runs) - len(untrained), "suite": p.suite,
+                     "evaluated": len(p.runs) - len(unevaluated) if p.suite else None})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(row))
             if not rows:
                 print("the store is empty", file=sys.stderr)
+            for row in chapter_progress():
+                print(json.dumps(row))
             return 0
         profile = args.pop("profile")
         args = {k: None if k in OPTIONAL and v in ("none", "all") else v for k, v in args.items()}

@@ -1,0 +1,85 @@
+"""One plan per chapter: every training and evaluation a chapter needs for given parameters (issue 12).
+
+The chapters take their runs from here, and so do ``python -m cnode list`` and the committed-store test, so a
+chapter's grid is written down once. A chapter's default parameters are read from its ``parameters`` cell.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnode import experiments
+from cnode.config import RunConfig
+from cnode.paths import repo_root
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A chapter's runs for one set of parameters, and the evaluation suite applied to each (None: none)."""
+
+    chapter: str
+    runs: tuple[RunConfig, ...]
+    suite: str | None
+
+    def missing(self, root: Path | None = None) -> tuple[list[RunConfig], list[RunConfig]]:
+        """(runs not trained, runs not evaluated under ``suite``) in the store at ``root``."""
+        from cnode.evaluate import SUITES
+        from cnode.store import run_dir
+
+        untrained = [cfg for cfg in self.runs if not (run_dir(cfg, root) / "metrics.json").exists()]
+        name = f"eval-{SUITES[self.suite].key()}.json" if self.suite else None
+        unevaluated = [cfg for cfg in self.runs if name and not (run_dir(cfg, root) / name).exists()]
+        return untrained, unevaluated
+
+
+def _training(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None]:
+    runs = experiments.training_runs(p["profile"], p["dataset"], p["rho"], p["seed"], p["device"], p["epochs"])
+    return list(runs.values()), None
+
+
+def _robustness(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None]:
+    return experiments.robustness_runs(p["profile"], p["datasets"], p["seeds"], p["rhos"], p["device"]), p["suite"]
+
+
+def _sweep(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None]:
+    return experiments.sweep_runs(p["profile"], p["datasets"], p["seeds"], p["rhos"], p["device"]), p["suite"]
+
+
+def _cost(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None]:
+    runs = experiments.precision_runs(p["precision_profile"], p["precision_dataset"], p["precision_regularizer"],
+                                      p["precision_rho"], p["precision_seeds"])
+    return [cfg for cfgs in runs.values() for cfg in cfgs], p["precision_suite"]
+
+
+#: chapter stem -> its runs and suite from its parameters; chapters without runs (01) are not listed
+PLANS: dict[str, Callable[[Mapping[str, Any]], tuple[list[RunConfig], str | None]]] = {
+    "02_training": _training, "03_robustness": _robustness, "04_rho_sweep": _sweep, "05_cost": _cost,
+}
+
+
+def chapter_defaults(chapter: str) -> dict[str, Any]:
+    """The literal values of the ``parameters`` cell of ``book/<chapter>.ipynb``."""
+    nb = json.loads((repo_root() / "book" / f"{chapter}.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    out = {}
+    for node in ast.parse("".join(cell["source"])).body:
+        target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0]
+        out[target.id] = ast.literal_eval(node.value)
+    return out
+
+
+def plan(chapter: str, params: Mapping[str, Any] | None = None) -> Plan:
+    """The plan of ``chapter`` (a stem such as "03_robustness"): its parameters are taken from ``params``
+    (e.g. the chapter's ``globals()``) where given, else from the chapter's defaults."""
+    if chapter not in PLANS:
+        raise ValueError(f"no plan for chapter {chapter!r}; chapters with runs: {', '.join(PLANS)}")
+    defaults = chapter_defaults(chapter)
+    given = params or {}
+    values = {name: given.get(name, default) for name, default in defaults.items()}
+    runs, suite = PLANS[chapter](values)
+    return Plan(chapter, tuple(runs), suite)
