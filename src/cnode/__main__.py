@@ -45,6 +45,20 @@ def _parser() -> argparse.ArgumentParser:
                                help=f"default: the profile's ({field.default!r} unless the profile sets it)")
     sub.add_parser("list", help="list the finished runs in the store, then per chapter how many of its runs "
                                 "(at its default parameters) are trained and evaluated")
+    sweep = sub.add_parser("sweep", help="train and evaluate the runs a chapter needs that the store lacks")
+    sweep.add_argument("chapter", help="chapter name or notebook path, e.g. 03_robustness")
+    sweep.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                       help="a chapter parameter, as papermill's -p")
+    sweep.add_argument("-y", nargs=2, action="append", default=[], metavar=("NAME", "YAML"),
+                       help="a chapter parameter in YAML (lists: -y seeds '[0, 1]'), as papermill's -y")
+    sweep.add_argument("--executor", default="local", choices=["local", "slurm", "debug"])
+    sweep.add_argument("--workers", type=int, default=1, help="jobs at a time (default 1)")
+    sweep.add_argument("--threads", type=int, default=None, help="torch threads per job (default cores / workers)")
+    sweep.add_argument("--nice", action="store_true", help="run jobs at lower priority (a grid left running)")
+    sweep.add_argument("--dry-run", action="store_true", help="print the plan and its estimated time only")
+    for name in ("partition", "gpus_per_node", "array_parallelism"):
+        sweep.add_argument(f"--slurm-{name.replace('_', '-')}", dest=f"slurm_{name}", default=None,
+                           help=f"slurm: {name} (submitit's slurm_{name})")
     return parser
 
 
@@ -78,6 +92,17 @@ def main(argv: list[str] | None = None) -> int:
                 print("the store is empty", file=sys.stderr)
             for row in chapter_progress():
                 print(json.dumps(row))
+            return 0
+        if command == "sweep":
+            from cnode import sweeps
+
+            chapter = sweeps.chapter_name(args["chapter"])
+            params = sweeps.resolve(chapter, [tuple(x) for x in args["p"]], [tuple(x) for x in args["y"]])
+            slurm = {k[len("slurm_"):]: _parse_value(v) for k, v in args.items()
+                     if k.startswith("slurm_") and v is not None}
+            done = sweeps.sweep(chapter, params, args["executor"], args["workers"], args["threads"], args["nice"],
+                                args["dry_run"], slurm=slurm)
+            print(f"{len(done)} runs done")
             return 0
         profile = args.pop("profile")
         args = {k: None if k in OPTIONAL and v in ("none", "all") else v for k, v in args.items()}

@@ -272,24 +272,32 @@ def paper_grid(seeds: list[int], rhos: list[float]) -> list[RunConfig]:
     return list({cfg.key(): cfg for cfg in runs}.values())
 
 
-def grid_estimate(bench: dict[str, Any], seeds: list[int], rhos: list[float]) -> pd.DataFrame:
-    """Estimated hours for the paper grid on the benchmarked machine, per model type.
+def run_hours(bench: dict[str, Any], cfg: RunConfig, suite_name: str | None) -> tuple[float, float]:
+    """Estimated (training, evaluation) hours of one run on the benchmarked machine.
 
-    Training: epochs x ceil(60000 / 128) steps x the measured median step (the paper profile's batch and
-    architecture are those benchmarked). Evaluation: the ``paper`` suite's PGD-20-equivalent attack work per
-    image (eps levels x restarts, plus the 2x-steps and margin-loss checks) divided by the measured PGD-20
-    rate; early stopping makes that an upper estimate. Noise evaluations are forward passes and ignored.
+    Training: epochs x ceil(images / batch) steps x the measured median step of its variant (exact for the
+    benchmarked architecture and batch, the cpu and paper profiles). Evaluation: the suite's PGD-20-equivalent
+    attack work per image (eps levels x restarts, plus the 2x-steps and margin-loss checks) divided by the
+    measured PGD-20 rate; early stopping makes that an upper estimate. Noise evaluations are forward passes
+    and ignored.
     """
-    checks.positive_int("seeds", len(seeds))
-    suite = SUITES["paper"]
+    steps = cfg.epochs * math.ceil((cfg.train_subset or TRAIN_IMAGES) / cfg.batch_size)
+    train_h = steps * _step_ms(bench, cfg) / 3.6e6
+    if suite_name is None:
+        return train_h, 0.0
+    suite = SUITES[suite_name]
     per_image = len(suite.eps) * suite.pgd_restarts * suite.pgd_steps / 20 + 3 * suite.pgd_steps / 20
-    images = suite.test_subset or 10_000
+    return train_h, (suite.test_subset or 10_000) * per_image / _pgd_rate(bench, cfg) / 3600
+
+
+def grid_estimate(bench: dict[str, Any], seeds: list[int], rhos: list[float]) -> pd.DataFrame:
+    """Estimated hours for the paper grid on the benchmarked machine, per model type (``run_hours`` with the
+    ``paper`` suite)."""
+    checks.positive_int("seeds", len(seeds))
     rows = []
     for cfg in paper_grid(seeds, rhos):
-        steps = cfg.epochs * math.ceil((cfg.train_subset or TRAIN_IMAGES) / cfg.batch_size)
-        rows.append({"model": "cnn" if cfg.model == "cnn" else cfg.regularizer,
-                     "train_h": steps * _step_ms(bench, cfg) / 3.6e6,
-                     "eval_h": images * per_image / _pgd_rate(bench, cfg) / 3600})
+        train_h, eval_h = run_hours(bench, cfg, "paper")
+        rows.append({"model": "cnn" if cfg.model == "cnn" else cfg.regularizer, "train_h": train_h, "eval_h": eval_h})
     frame = pd.DataFrame(rows)
     out = frame.groupby("model").agg(runs=("train_h", "size"), train_h=("train_h", "sum"), eval_h=("eval_h", "sum"))
     out.loc["total"] = out.sum()

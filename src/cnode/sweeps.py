@@ -1,0 +1,138 @@
+"""Sweeps (issue 12): a chapter's grid trained and evaluated outside its notebook, through submitit.
+
+``python -m cnode sweep 03_robustness -p profile paper --executor local --workers 2`` reads the chapter's plan
+(``cnode.plans``) for the given parameters (papermill's ``-p``/``-y`` syntax, the chapter's own validation),
+skips what the store holds, and runs the rest as jobs: training, then evaluation, one job per run. The store's
+per-key lock makes concurrent jobs safe; a job killed mid-run resumes from its checkpoint when the sweep runs again.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from cnode import checks, plans
+from cnode.config import RunConfig
+from cnode.paths import repo_root
+
+EXECUTORS = ("local", "slurm", "debug")
+
+
+def chapter_name(arg: str) -> str:
+    """A chapter stem from a stem or a notebook path ("03_robustness", "book/03_robustness.ipynb")."""
+    stem = Path(arg).stem
+    if stem not in plans.PLANS:
+        raise ValueError(f"no sweep for chapter {arg!r}; chapters with runs: {', '.join(plans.PLANS)}")
+    return stem
+
+
+def _annotations(chapter: str) -> dict[str, type]:
+    """The declared types of the chapter's parameters (``name: type = value`` in its parameters cell)."""
+    import json
+
+    nb = json.loads((repo_root() / "book" / f"{chapter}.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    return {node.target.id: getattr(builtins, node.annotation.id)
+            for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.AnnAssign)}
+
+
+def _papermill_value(text: str) -> Any:
+    """A ``-p`` value as papermill reads it: int, float, True/False, None, else the string."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"True": True, "False": False, "None": None}.get(text, text)
+
+
+def resolve(chapter: str, p: list[tuple[str, str]] = (), y: list[tuple[str, str]] = ()) -> dict[str, Any]:
+    """The chapter's parameters: its defaults, then ``-p NAME VALUE`` and ``-y NAME YAML`` pairs, validated
+    exactly as the chapter validates them (``checks.parameters``: unknown names and wrong types are one line)."""
+    import yaml
+
+    namespace: dict[str, Any] = {**plans.chapter_defaults(chapter), "__annotations__": _annotations(chapter)}
+    for name, text in p:
+        namespace[name] = _papermill_value(text)
+    for name, text in y:
+        namespace[name] = yaml.safe_load(text)
+    return checks.parameters(namespace)
+
+
+def job(cfg_fields: dict[str, Any], suite: str | None, threads: int, nice: bool) -> str:
+    """One run, as a worker executes it: train (or load, or resume) and evaluate; returns the run's label."""
+    import torch
+
+    from cnode import store
+
+    if nice:
+        os.nice(10)
+    torch.set_num_threads(threads)
+    cfg = RunConfig(**cfg_fields)
+    run = store.load_or_train(cfg)
+    if suite is not None:
+        store.load_or_evaluate(run, suite)
+    return cfg.label()
+
+
+def todo(plan: plans.Plan) -> list[RunConfig]:
+    """The plan's runs that are not trained, or not evaluated under its suite, in plan order."""
+    untrained, unevaluated = plan.missing()
+    missing = {cfg.key() for cfg in untrained + unevaluated}
+    return [cfg for cfg in plan.runs if cfg.key() in missing]
+
+
+def estimate_line(plan: plans.Plan, runs: list[RunConfig]) -> str:
+    """'estimated 1.2 h of training and 0.8 h of evaluation on <machine>' from this device's benchmark JSON."""
+    from cnode import cost
+    from cnode.train import resolve_device
+
+    kind = resolve_device("auto").type
+    bench = cost.load_if_present(cost.benchmark_dir() / f"{kind}.json")
+    if bench is None:
+        return f"no estimate: no benchmark for this device kind ({kind}); run `make bench`"
+    hours = [cost.run_hours(bench, cfg, plan.suite) for cfg in runs]
+    return (f"estimated {sum(h[0] for h in hours):.2f} h of training and up to {sum(h[1] for h in hours):.2f} h of "
+            f"evaluation, from the benchmark of {bench['machine']['device_name']}")
+
+
+def sweep(chapter: str, params: dict[str, Any], executor: str = "local", workers: int = 1,
+          threads: int | None = None, nice: bool = False, dry_run: bool = False, log_dir: Path | None = None,
+          slurm: dict[str, Any] | None = None, poll_s: float = 0.5) -> list[str]:
+    """Run the chapter's missing runs; returns the labels of the runs done. At most ``workers`` jobs at a time
+    (submitit's local executor would start them all at once), ``threads`` torch threads each (default: cores /
+    workers). ``slurm``: submitit's ``slurm_*`` parameters (partition, gpus_per_node, timeout_min, ...)."""
+    from tqdm import tqdm
+
+    checks.one_of("executor", executor, EXECUTORS)
+    checks.positive_int("workers", workers)
+    plan = plans.plan(chapter, params)
+    missing = todo(plan)
+    print(f"{chapter}: {len(plan.runs)} runs, {len(plan.runs) - len(missing)} stored, {len(missing)} to run"
+          f" (suite {plan.suite}); {estimate_line(plan, missing)}")
+    if dry_run or not missing:
+        return []
+    import submitit
+
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    folder = log_dir or repo_root() / "results" / "sweep-logs" / "%j"
+    ex = submitit.AutoExecutor(folder=folder, cluster=executor)
+    ex.update_parameters(timeout_min=24 * 60, cpus_per_task=threads, name=f"cnode-{chapter}",
+                         **({f"slurm_{k}": v for k, v in (slurm or {}).items()} if executor == "slurm" else {}))
+    pending, running, done = list(missing), [], []
+    with tqdm(total=len(missing), desc=f"{chapter} runs", disable=None) as bar:
+        while pending or running:
+            while pending and len(running) < workers:
+                cfg = pending.pop(0)
+                running.append(ex.submit(job, cfg.to_dict(), plan.suite, threads, nice))
+            for j in [j for j in running if j.done()]:
+                done.append(j.result())  # a failed job raises here, with its log folder in the message
+                running.remove(j)
+                bar.update(1)
+            if running:
+                time.sleep(poll_s)
+    return done
