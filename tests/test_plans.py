@@ -29,3 +29,27 @@ def test_missing_runs_are_counted(tmp_path):
     plan = plans.plan("02_training", {"profile": "smoke"})
     untrained, unevaluated = plan.missing(tmp_path)
     assert len(untrained) == 3 and unevaluated == []  # chapter 2 evaluates nothing
+
+
+def test_a_paper_scale_chapter_with_missing_runs_stops_with_the_sweep_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNODE_RESULTS", str(tmp_path))
+    params = {"profile": "paper", "seeds": [0, 1, 2], "suite": "paper"}
+    with pytest.raises(plans.MissingRuns) as info:
+        plans.require("04_rho_sweep", params)
+    message = str(info.value)
+    total = len(plans.plan("04_rho_sweep", params).runs)
+    assert message.startswith(f"04_rho_sweep: {total} of {total} runs are not in the store yet") and "\n" not in message
+    assert "`python -m cnode sweep 04_rho_sweep -p profile paper -y seeds '[0, 1, 2]' -p suite paper`" in message
+    assert plans.require("04_rho_sweep", {"profile": "smoke"}).runs  # smoke and cpu runs train inline
+
+
+def test_the_sweep_command_round_trips_through_the_sweep_parser():
+    from cnode import sweeps
+
+    params = {"profile": "paper", "seeds": [0, 1, 2], "rhos": [0.5], "datasets": ["fashion"]}
+    import shlex
+
+    words = shlex.split(plans.sweep_command("04_rho_sweep", params))[5:]  # as a shell hands them over
+    p = [(words[i + 1], words[i + 2]) for i in range(0, len(words), 3) if words[i] == "-p"]
+    y = [(words[i + 1], words[i + 2]) for i in range(0, len(words), 3) if words[i] == "-y"]
+    assert {k: v for k, v in sweeps.resolve("04_rho_sweep", p, y).items() if k in params} == params

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,14 @@ from typing import Any
 from cnode import experiments
 from cnode.config import RunConfig
 from cnode.paths import repo_root
+
+#: Profiles whose runs a chapter trains inline when they are missing (seconds to minutes); the runs of any other
+#: profile come from ``python -m cnode sweep``, and a chapter missing some stops with that command.
+INLINE_PROFILES = ("smoke", "cpu")
+
+
+class MissingRuns(RuntimeError):
+    """A chapter's runs are not all in the store; the message gives the sweep command that trains them."""
 
 
 @dataclass(frozen=True)
@@ -83,3 +92,30 @@ def plan(chapter: str, params: Mapping[str, Any] | None = None) -> Plan:
     values = {name: given.get(name, default) for name, default in defaults.items()}
     runs, suite = PLANS[chapter](values)
     return Plan(chapter, tuple(runs), suite)
+
+
+def sweep_command(chapter: str, params: Mapping[str, Any] | None = None) -> str:
+    """``python -m cnode sweep <chapter>`` with a ``-p``/``-y`` option for every parameter that differs from the
+    chapter's default."""
+    parts = ["python -m cnode sweep", chapter]
+    for name, default in chapter_defaults(chapter).items():
+        value = (params or {}).get(name, default)
+        if value != default:
+            flag = "-y" if isinstance(value, list | dict) else "-p"
+            parts += [flag, name, shlex.quote(json.dumps(value) if flag == "-y" else str(value))]
+    return " ".join(parts)
+
+
+def require(chapter: str, params: Mapping[str, Any] | None = None) -> Plan:
+    """``plan(chapter, params)``, and for runs of profiles not in ``INLINE_PROFILES`` a check that every run is
+    stored, trained and evaluated: otherwise ``MissingRuns`` says in one line how many are missing and the sweep
+    command that trains them (a chapter never trains a paper-scale grid inside its kernel)."""
+    found = plan(chapter, params)
+    if all(cfg.profile in INLINE_PROFILES for cfg in found.runs):
+        return found
+    untrained, unevaluated = found.missing()
+    missing = {cfg.key() for cfg in untrained + unevaluated}
+    if missing:
+        raise MissingRuns(f"{chapter}: {len(missing)} of {len(found.runs)} runs are not in the store yet; train them "
+                          f"with `{sweep_command(chapter, params)}`, then run the chapter again")
+    return found
