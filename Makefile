@@ -15,12 +15,12 @@ MATHJAX_SHA256  := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64
 MATHJAX_TGZ     := $(VENV)/mathjax-$(MATHJAX_VERSION).tgz
 MATHJAX         := _vendor/mathjax/tex-mml-chtml.js
 
-.PHONY: book test venv data chapters html unit smoke nbval browser browser-deps mathjax lock lint bench clean
+.PHONY: book test venv data chapters html unit smoke nbval browser browser-deps slurm mathjax lock lint bench clean
 
 book: chapters
 	$(MAKE) html
 
-test: unit smoke nbval browser
+test: unit smoke nbval browser slurm
 
 venv: $(STAMP)
 
@@ -100,6 +100,10 @@ browser-deps:
 # _build/screenshots/.
 browser: html browser-deps
 	$(BIN)/python -m pytest tests -m browser
+
+# A one-node SLURM cluster from Debian's packages (root), then a smoke sweep through `--executor slurm`.
+slurm: $(DATA_STAMP)
+	.ci/slurm-smoke
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
