@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--threads", type=int, default=None, help="torch threads per job (default cores / workers)")
     sweep.add_argument("--nice", action="store_true", help="run jobs at lower priority (a grid left running)")
     sweep.add_argument("--dry-run", action="store_true", help="print the plan and its estimated time only")
-    for name in ("partition", "gpus_per_node", "array_parallelism"):
+    sweep.add_argument("--timeout-min", type=int, default=24 * 60, help="time limit per job in minutes (default 1440)")
+    for name in ("partition", "gpus_per_node"):
         sweep.add_argument(f"--slurm-{name.replace('_', '-')}", dest=f"slurm_{name}", default=None,
                            help=f"slurm: {name} (submitit's slurm_{name})")
     return parser
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             slurm = {k[len("slurm_"):]: _parse_value(v) for k, v in args.items()
                      if k.startswith("slurm_") and v is not None}
             done = sweeps.sweep(chapter, params, args["executor"], args["workers"], args["threads"], args["nice"],
-                                args["dry_run"], slurm=slurm)
+                                args["dry_run"], slurm=slurm, timeout_min=args["timeout_min"])
             print(f"{len(done)} runs done")
             return 0
         profile = args.pop("profile")

@@ -102,10 +102,11 @@ def estimate_line(plan: plans.Plan, runs: list[RunConfig]) -> str:
 
 def sweep(chapter: str, params: dict[str, Any], executor: str = "local", workers: int = 1,
           threads: int | None = None, nice: bool = False, dry_run: bool = False, log_dir: Path | None = None,
-          slurm: dict[str, Any] | None = None, poll_s: float = 0.5) -> list[str]:
-    """Run the chapter's missing runs; returns the labels of the runs done. At most ``workers`` jobs at a time
-    (submitit's local executor would start them all at once), ``threads`` torch threads each (default: cores /
-    workers). ``slurm``: submitit's ``slurm_*`` parameters (partition, gpus_per_node, timeout_min, ...)."""
+          slurm: dict[str, Any] | None = None, timeout_min: int = 24 * 60, poll_s: float = 0.5) -> list[str]:
+    """Run the chapter's missing runs; returns the labels of the runs done. At most ``workers`` jobs at a time,
+    on every executor (submitit's local executor would start them all at once), ``threads`` torch threads each
+    (default: cores / workers), ``timeout_min`` minutes each (submitit's local default is minutes). ``slurm``:
+    submitit's ``slurm_*`` parameters without the prefix (partition, gpus_per_node, ...)."""
     from tqdm import tqdm
 
     checks.one_of("executor", executor, EXECUTORS)
@@ -121,7 +122,8 @@ def sweep(chapter: str, params: dict[str, Any], executor: str = "local", workers
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     folder = log_dir or repo_root() / "results" / "sweep-logs" / "%j"
     ex = submitit.AutoExecutor(folder=folder, cluster=executor)
-    ex.update_parameters(timeout_min=24 * 60, cpus_per_task=threads, name=f"cnode-{chapter}",
+    checks.positive_int("timeout_min", timeout_min)
+    ex.update_parameters(timeout_min=timeout_min, cpus_per_task=threads, name=f"cnode-{chapter}",
                          **({f"slurm_{k}": v for k, v in (slurm or {}).items()} if executor == "slurm" else {}))
     pending, running, done = list(missing), [], []
     with tqdm(total=len(missing), desc=f"{chapter} runs", disable=None) as bar:
