@@ -26,10 +26,8 @@ of the last ``--keep`` runs on this device kind (``runs``), so the spread betwee
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -43,6 +41,7 @@ import memory
 import torch
 import torch.nn.functional as F
 from estimates import _config, estimate_errors, stored_models
+from machine import _sync, machine, machine_rates
 from reference import Reference, pgd_reference, plain_copy
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -111,11 +110,6 @@ def make_step(name: str, device: torch.device, batch: tuple[torch.Tensor, torch.
     return step
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def _batch(device: torch.device, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = data.load("mnist", "train", size)
     return x.to(device), y.to(device)
@@ -145,27 +139,6 @@ def step_flops(name: str, device: torch.device, batch_size: int) -> float:
     with FlopCounterMode(display=False) as counter:
         step(0)
     return float(counter.get_total_flops())
-
-
-def machine_rates(device: torch.device, quick: bool) -> dict[str, float]:
-    """Copy bandwidth (GB/s, bytes read + written by ``copy_`` of a 256 MiB float32 tensor) and float32
-    matmul rate (GFLOP/s, 2048 x 2048): medians of 10 after 2 warm-ups."""
-    n = (1 << 20) if quick else (64 << 20)
-    src, dst = torch.randn(n, device=device), torch.empty(n, device=device)
-    size = 256 if quick else 2048
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-
-    def rate(fn: Callable[[], Any], work: float) -> float:
-        out = []
-        for i in range(12):
-            _sync(device)
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            if i >= 2:
-                out.append(work / (time.perf_counter() - start) / 1e9)
-        return median(out)
-    return {"copy_gb_s": rate(lambda: dst.copy_(src), 2 * 4 * n), "matmul_gflop_s": rate(lambda: a @ b, 2 * size**3)}
 
 
 def saved_megabytes(name: str, device: torch.device, batch_size: int, quick: bool) -> float:
@@ -230,22 +203,6 @@ def paper_epochs(device: torch.device) -> list[dict[str, Any]]:
         rows.append({"regularizer": reg, "seconds": time.perf_counter() - start,
                      "steps": len(order.split(cfg.batch_size))})
     return rows
-
-
-def machine(device: torch.device, threads: int) -> dict[str, Any]:
-    """Where the numbers come from (no host names or paths)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(), capture_output=True,
-                            text=True).stdout.strip() or None
-    return {"device": device.type, "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
-            "cpu": cpu, "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
-            "python": platform.python_version(), "git_commit": commit,
-            "date": datetime.date.today().isoformat()}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
