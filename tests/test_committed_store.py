@@ -14,7 +14,7 @@ from cnode.store import run_dir
 
 def needed() -> list[tuple[str, list, str | None]]:
     """Every chapter's plan at its default parameters (``cnode.plans``: the list the chapters use)."""
-    return [(chapter, list(plans.plan(chapter).runs), plans.plan(chapter).suite) for chapter in plans.PLANS]
+    return [(p.chapter, list(p.runs), p.suite) for p in map(plans.plan, plans.PLANS)]
 
 
 @pytest.mark.parametrize("stem, cfgs, suite", needed(), ids=lambda v: v if isinstance(v, str) else "")

@@ -21,6 +21,11 @@ from cnode.paths import repo_root
 TRAIN_IMAGES = 60_000  # the paper profile trains on all MNIST / FashionMNIST training images
 
 
+def epoch_steps(cfg: RunConfig) -> int:
+    """Optimizer steps in one epoch of ``cfg``: ceil(training images / batch)."""
+    return math.ceil((cfg.train_subset or TRAIN_IMAGES) / cfg.batch_size)
+
+
 def benchmark_dir() -> Path:
     """``benchmarks/results`` of the repository: one JSON per device kind (cpu.json, cuda.json)."""
     return repo_root() / "benchmarks" / "results"
@@ -76,7 +81,7 @@ def step_frame(bench: dict[str, Any], profile: str = "cpu") -> pd.DataFrame:
     memory, and the epoch time of ``profile`` it implies (steps per epoch x median step; the cpu profile has
     79 steps, paper 469)."""
     cfg = RunConfig.from_profile(profile)
-    per_epoch = math.ceil((cfg.train_subset or TRAIN_IMAGES) / cfg.batch_size)
+    per_epoch = epoch_steps(cfg)
     rows, batch = [], bench["settings"]["batch_size"]
     for r in bench["steps"]:
         rows.append({"variant": r["name"], "what": r["what"],
@@ -177,7 +182,7 @@ def compile_frame(bench: dict[str, Any]) -> pd.DataFrame:
                "ms / step": r["median_ms"]}
         for profile in ("cpu", "paper"):
             cfg = RunConfig.from_profile(profile)
-            steps = cfg.epochs * math.ceil((cfg.train_subset or TRAIN_IMAGES) / cfg.batch_size)
+            steps = cfg.epochs * epoch_steps(cfg)
             run_s = steps * r["median_ms"] / 1000
             row[f"share of a {profile} run"] = r["first_call_s"] / (r["first_call_s"] + run_s)
         rows.append(row)
@@ -189,7 +194,7 @@ def compile_payoff(bench: dict[str, Any], profile: str) -> float:
     cache: steps x (eager - compiled median step) - first-call seconds (negative: compiling costs time)."""
     by = {r["name"]: r for r in bench["steps"]}
     cfg = RunConfig.from_profile(profile)
-    steps = cfg.epochs * math.ceil((cfg.train_subset or TRAIN_IMAGES) / cfg.batch_size)
+    steps = cfg.epochs * epoch_steps(cfg)
     saved_ms = steps * (by["vanilla-eager"]["median_ms"] - by["vanilla"]["median_ms"])
     return saved_ms / 1000 - by["vanilla"]["first_call_s"]
 
@@ -281,7 +286,7 @@ def run_hours(bench: dict[str, Any], cfg: RunConfig, suite_name: str | None) -> 
     measured PGD-20 rate; early stopping makes that an upper estimate. Noise evaluations are forward passes
     and ignored.
     """
-    steps = cfg.epochs * math.ceil((cfg.train_subset or TRAIN_IMAGES) / cfg.batch_size)
+    steps = cfg.epochs * epoch_steps(cfg)
     train_h = steps * _step_ms(bench, cfg) / 3.6e6
     if suite_name is None:
         return train_h, 0.0

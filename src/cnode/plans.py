@@ -7,6 +7,7 @@ chapter's grid is written down once. A chapter's default parameters are read fro
 from __future__ import annotations
 
 import ast
+import builtins
 import json
 import shlex
 from collections.abc import Callable, Mapping
@@ -45,6 +46,12 @@ class Plan:
         unevaluated = [cfg for cfg in self.runs if name and not (run_dir(cfg, root) / name).exists()]
         return untrained, unevaluated
 
+    def todo(self, root: Path | None = None) -> list[RunConfig]:
+        """The runs not trained, or not evaluated under ``suite``, in plan order."""
+        untrained, unevaluated = self.missing(root)
+        keys = {cfg.key() for cfg in untrained + unevaluated}
+        return [cfg for cfg in self.runs if cfg.key() in keys]
+
 
 def _training(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None]:
     runs = experiments.training_runs(p["profile"], p["dataset"], p["rho"], p["seed"], p["device"], p["epochs"])
@@ -71,15 +78,21 @@ PLANS: dict[str, Callable[[Mapping[str, Any]], tuple[list[RunConfig], str | None
 }
 
 
-def chapter_defaults(chapter: str) -> dict[str, Any]:
-    """The literal values of the ``parameters`` cell of ``book/<chapter>.ipynb``."""
+def _parameter_cell(chapter: str) -> list[ast.AnnAssign]:
+    """The ``name: type = value`` statements of the ``parameters`` cell of ``book/<chapter>.ipynb``."""
     nb = json.loads((repo_root() / "book" / f"{chapter}.ipynb").read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
-    out = {}
-    for node in ast.parse("".join(cell["source"])).body:
-        target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0]
-        out[target.id] = ast.literal_eval(node.value)
-    return out
+    return [node for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.AnnAssign)]
+
+
+def chapter_defaults(chapter: str) -> dict[str, Any]:
+    """The literal values of the chapter's parameters cell."""
+    return {node.target.id: ast.literal_eval(node.value) for node in _parameter_cell(chapter)}
+
+
+def chapter_types(chapter: str) -> dict[str, type]:
+    """The declared types of the chapter's parameters (what ``checks.parameters`` checks against)."""
+    return {node.target.id: getattr(builtins, node.annotation.id) for node in _parameter_cell(chapter)}
 
 
 def plan(chapter: str, params: Mapping[str, Any] | None = None) -> Plan:
@@ -113,8 +126,7 @@ def require(chapter: str, params: Mapping[str, Any] | None = None) -> Plan:
     found = plan(chapter, params)
     if all(cfg.profile in INLINE_PROFILES for cfg in found.runs):
         return found
-    untrained, unevaluated = found.missing()
-    missing = {cfg.key() for cfg in untrained + unevaluated}
+    missing = found.todo()
     if missing:
         raise MissingRuns(f"{chapter}: {len(missing)} of {len(found.runs)} runs are not in the store yet; train them "
                           f"with `{sweep_command(chapter, params)}`, then run the chapter again")

@@ -77,11 +77,10 @@ def jacobian(model: ConvNODE, states: list[Tensor] | None, rho: float, iters: in
     checks.nonnegative("rho", rho)
     if (states is None) == (inputs is None):
         raise ValueError("pass exactly one of states (a trajectory) and inputs (the images)")
-    batch = (inputs if states is None else states[0]).shape[0]
-    device = (inputs if states is None else states[0]).device
+    first = inputs if states is None else states[0]
     pick = None
-    if samples is not None and checks.positive_int("samples", samples) < batch:
-        pick = torch.randperm(batch, generator=generator)[:samples].to(device)
+    if samples is not None and checks.positive_int("samples", samples) < len(first):
+        pick = torch.randperm(len(first), generator=generator)[:samples].to(first.device)
     chosen = range(model.steps)
     if steps is not None and checks.positive_int("steps", steps) < model.steps:
         chosen = torch.randperm(model.steps, generator=generator)[:steps].sort().values.tolist()

@@ -8,8 +8,6 @@ per-key lock makes concurrent jobs safe; a job killed mid-run resumes from its c
 
 from __future__ import annotations
 
-import ast
-import builtins
 import os
 import time
 from pathlib import Path
@@ -30,16 +28,6 @@ def chapter_name(arg: str) -> str:
     return stem
 
 
-def _annotations(chapter: str) -> dict[str, type]:
-    """The declared types of the chapter's parameters (``name: type = value`` in its parameters cell)."""
-    import json
-
-    nb = json.loads((repo_root() / "book" / f"{chapter}.ipynb").read_text())
-    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
-    return {node.target.id: getattr(builtins, node.annotation.id)
-            for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.AnnAssign)}
-
-
 def _papermill_value(text: str) -> Any:
     """A ``-p`` value as papermill reads it: int, float, True/False, None, else the string."""
     for kind in (int, float):
@@ -55,7 +43,7 @@ def resolve(chapter: str, p: list[tuple[str, str]] = (), y: list[tuple[str, str]
     exactly as the chapter validates them (``checks.parameters``: unknown names and wrong types are one line)."""
     import yaml
 
-    namespace: dict[str, Any] = {**plans.chapter_defaults(chapter), "__annotations__": _annotations(chapter)}
+    namespace: dict[str, Any] = {**plans.chapter_defaults(chapter), "__annotations__": plans.chapter_types(chapter)}
     for name, text in p:
         namespace[name] = _papermill_value(text)
     for name, text in y:
@@ -77,13 +65,6 @@ def job(cfg_fields: dict[str, Any], suite: str | None, threads: int, nice: bool)
     if suite is not None:
         store.load_or_evaluate(run, suite)
     return cfg.label()
-
-
-def todo(plan: plans.Plan) -> list[RunConfig]:
-    """The plan's runs that are not trained, or not evaluated under its suite, in plan order."""
-    untrained, unevaluated = plan.missing()
-    missing = {cfg.key() for cfg in untrained + unevaluated}
-    return [cfg for cfg in plan.runs if cfg.key() in missing]
 
 
 def estimate_line(plan: plans.Plan, runs: list[RunConfig]) -> str:
@@ -112,7 +93,7 @@ def sweep(chapter: str, params: dict[str, Any], executor: str = "local", workers
     checks.one_of("executor", executor, EXECUTORS)
     checks.positive_int("workers", workers)
     plan = plans.plan(chapter, params)
-    missing = todo(plan)
+    missing = plan.todo()
     print(f"{chapter}: {len(plan.runs)} runs, {len(plan.runs) - len(missing)} stored, {len(missing)} to run"
           f" (suite {plan.suite}); {estimate_line(plan, missing)}")
     if dry_run or not missing:
