@@ -15,7 +15,8 @@ MATHJAX_SHA256  := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64
 MATHJAX_TGZ     := $(VENV)/mathjax-$(MATHJAX_VERSION).tgz
 MATHJAX         := _vendor/mathjax/tex-mml-chtml.js
 
-.PHONY: book test venv data chapters html unit smoke nbval browser browser-deps slurm mathjax lock lint bench clean
+.PHONY: book test venv data chapters html unit smoke nbval browser browser-deps slurm mathjax lock lint bench clean \
+        paper-grid
 
 book: chapters
 	$(MAKE) html
@@ -84,6 +85,16 @@ nbval: $(DATA_STAMP)
 # cores); writes benchmarks/results/<device>.json, which chapter 5 reads. Trained models come from results/.
 bench: $(DATA_STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+# The paper-scale grid (issue 13) in priority order: chapter 3, the horizon chapter 6, chapter 4. Resumable: a
+# rerun skips what results/paper holds and resumes an interrupted run from its checkpoint. Hours on a laptop CPU;
+# beside other work: GRID_ARGS="--workers 1 --threads 1 --nice"; on a cluster: --executor slurm (README).
+GRID_ARGS ?= --workers 1
+PAPER   := -p profile paper -p suite paper
+paper-grid: $(DATA_STAMP)
+	$(BIN)/python -m cnode sweep 03_robustness $(PAPER) $(GRID_ARGS)
+	$(BIN)/python -m cnode sweep 06_horizon $(PAPER) $(GRID_ARGS)
+	$(BIN)/python -m cnode sweep 04_rho_sweep $(PAPER) -y seeds '[0, 1, 2]' $(GRID_ARGS)
 
 # Debian's Chromium and its driver for the browser test (as root; elsewhere one line says what to install).
 browser-deps:

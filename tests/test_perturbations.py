@@ -87,10 +87,33 @@ def test_robustness_suite_rows_and_sanity_checks(trained):
     run, x, y = trained
     result = robustness(run.model, x, y, SUITES["smoke"])
     by = {(r["kind"], r["level"]): r["acc"] for r in result["rows"]}
-    assert by[("fgsm", 0.0)] == by[("pgd", 0.0)] == result["clean"]
+    assert by[("fgsm", 0.0)] == by[("pgd", 0.0)] == result["clean"] == result["clean_attacked"]
     assert by[("pgd", 0.3)] <= by[("pgd", 0.1)] <= result["clean"]
     assert set(result["checks"]) == {"eps", "pgd", "pgd_2x_steps", "pgd_margin"}
     assert isinstance(result["warnings"], list) and result["n"] == 128
+
+
+def test_attack_subset_and_per_image_outcomes(trained):
+    """Noise on every image, attacks on the first ``attack_subset``; the stored bits give back each accuracy."""
+    import dataclasses
+
+    from cnode.evaluate import unpack_bits
+
+    run, x, y = trained
+    suite = dataclasses.replace(SUITES["smoke"], attack_subset=40, per_image=True)
+    result = robustness(run.model, x, y, suite)
+    assert (result["n"], result["n_attacked"]) == (128, 40)
+    for r in result["rows"]:
+        assert r["n"] == (40 if r["kind"] in ("fgsm", "pgd") else 128)
+        assert unpack_bits(r["correct"], r["n"]).mean() == pytest.approx(r["acc"])
+    clean = unpack_bits(result["clean_correct"], 128)
+    assert clean.mean() == pytest.approx(result["clean"]) and clean[:40].mean() == pytest.approx(
+        result["clean_attacked"])
+    by = {(r["kind"], r["level"]): r["acc"] for r in result["rows"]}
+    assert by[("pgd", 0.0)] == result["clean_attacked"]
+    # the added fields leave the keys of suites that do not set them unchanged
+    assert suite.key() != SUITES["smoke"].key()
+    assert dataclasses.replace(suite, attack_subset=None, per_image=False).key() == SUITES["smoke"].key()
 
 
 def test_sanity_checks_raise_warnings_when_violated():
@@ -98,7 +121,7 @@ def test_sanity_checks_raise_warnings_when_violated():
 
     rows = [{"kind": "fgsm", "level": 0.0, "acc": 0.9}, {"kind": "pgd", "level": 0.0, "acc": 0.8},
             {"kind": "fgsm", "level": 0.1, "acc": 0.2}, {"kind": "pgd", "level": 0.1, "acc": 0.5}]
-    found = _sanity(0.9, rows, {"eps": 0.1, "pgd": 0.5, "pgd_2x_steps": 0.7, "pgd_margin": 0.3}, 0.01, 100)
+    found = _sanity(0.9, rows, {"eps": 0.1, "pgd": 0.5, "pgd_2x_steps": 0.7, "pgd_margin": 0.3}, 0.01)
     text = " | ".join(found)
     for phrase in ("pgd at eps 0", "exceeds FGSM", "more PGD steps helped", "margin-loss PGD is stronger"):
         assert phrase in text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -73,7 +75,13 @@ def test_truncated_and_foreign_files_are_reported(tmp_path):
     cfg = RunConfig.from_profile("smoke", epochs=1)
     run = store.load_or_train(cfg, tmp_path)
     model_pt = run.path / "model.pt"
+    assert run.metrics["model_sha256"] == hashlib.sha256(model_pt.read_bytes()).hexdigest()
     model_pt.write_bytes(model_pt.read_bytes()[:100])
+    with pytest.raises(store.StoreError, match="model.pt does not match the sha256 in its metrics.json"):
+        store.load(cfg, tmp_path)
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    del metrics["model_sha256"]  # a run stored before the sums: the file itself is still checked
+    (run.path / "metrics.json").write_text(json.dumps(metrics))
     with pytest.raises(store.StoreError, match="model.pt is unreadable"):
         store.load(cfg, tmp_path)
     (run.path / "config.json").write_text('{"dataset": "fashion"}')

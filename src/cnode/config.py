@@ -24,6 +24,9 @@ SCHEMA = 1
 #: moved the 3rd-epoch test accuracy of a stored run by 0.25 points, beyond what the chapters print.
 JACOBIAN_SCHEMA = 2
 
+#: fields added after results were stored, with the default at which they stay out of the key
+_LATER: dict[str, Any] = {"precision": "float32", "weight_decay": 0.0}
+
 REGULARIZERS = ("none", "weight", "jacobian")
 MODELS = ("cnode", "cnn")
 DEVICES = ("auto", "cpu", "cuda")
@@ -62,6 +65,7 @@ class RunConfig:
     device: str = "auto"  # "auto", "cpu" or "cuda" (not part of the key)
     compile: bool = False  # torch.compile the training forward pass (not part of the key: the same math)
     precision: str = "float32"  # "bfloat16": autocast of the training forward pass (opt-in; in the key if set)
+    weight_decay: float = 0.0  # L2 coefficient of the optimizer, on every parameter (in the key if set)
 
     def __post_init__(self) -> None:
         self._normalize_numbers()
@@ -94,6 +98,7 @@ class RunConfig:
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be true or false, got {self.compile!r}")
         checks.one_of("precision", self.precision, PRECISIONS)
+        checks.nonnegative("weight_decay", self.weight_decay)
 
     def _normalize_numbers(self) -> None:
         """Every numeric field as its declared type: an int where a float is declared becomes that float, an
@@ -129,10 +134,11 @@ class RunConfig:
     def identity(self) -> dict[str, Any]:
         """The fields that define the result: all but ``device`` and ``compile`` (where and how fast, not what),
         the ``jacobian_*`` fields only for Jacobian-regularized runs (no other run reads them, so tuning R_J
-        never invalidates other results), and ``precision`` only when it is not the default float32."""
+        never invalidates other results), and fields added after results were stored (``precision``,
+        ``weight_decay``) only when not at their defaults, so that older keys stay valid."""
         return {k: v for k, v in self.to_dict().items()
                 if k not in ("device", "compile") and (self.regularizer == "jacobian" or not k.startswith("jacobian_"))
-                and not (k == "precision" and v == "float32")}
+                and not (k in _LATER and v == _LATER[k])}
 
     def key(self) -> str:
         """Stable 12-hex-digit hash of ``identity()`` plus the store schema versions (``JACOBIAN_SCHEMA`` for R_J
@@ -147,7 +153,8 @@ class RunConfig:
         """Short human label, e.g. ``cnode/weight rho=1 seed=0``."""
         reg = "" if self.model == "cnn" else f"/{self.regularizer}"
         rho = f" rho={self.rho:g}" if self.regularizer != "none" else ""
-        return f"{self.model}{reg}{rho} seed={self.seed}"
+        wd = f" wd={self.weight_decay:g}" if self.weight_decay else ""
+        return f"{self.model}{reg}{rho}{wd} seed={self.seed}"
 
 
 #: R_J penalizes 8 random images at 1 random solver step per batch (an unbiased estimate of the mean over

@@ -282,7 +282,7 @@ def run_hours(bench: dict[str, Any], cfg: RunConfig, suite_name: str | None) -> 
 
     Training: epochs x ceil(images / batch) steps x the measured median step of its variant (exact for the
     benchmarked architecture and batch, the cpu and paper profiles). Evaluation: the suite's PGD-20-equivalent
-    attack work per image (eps levels x restarts, plus the 2x-steps and margin-loss checks) divided by the
+    attack work per attacked image (eps levels x restarts, plus the 2x-steps and margin-loss checks) over the
     measured PGD-20 rate; early stopping makes that an upper estimate. Noise evaluations are forward passes
     and ignored.
     """
@@ -292,7 +292,7 @@ def run_hours(bench: dict[str, Any], cfg: RunConfig, suite_name: str | None) -> 
         return train_h, 0.0
     suite = SUITES[suite_name]
     per_image = len(suite.eps) * suite.pgd_restarts * suite.pgd_steps / 20 + 3 * suite.pgd_steps / 20
-    return train_h, (suite.test_subset or 10_000) * per_image / _pgd_rate(bench, cfg) / 3600
+    return train_h, suite.attacked() * per_image / _pgd_rate(bench, cfg) / 3600
 
 
 def grid_estimate(bench: dict[str, Any], seeds: list[int], rhos: list[float]) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -10,23 +11,43 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import numpy as np
 from torch import Tensor, nn
 
 from cnode.perturbations import fgsm, gaussian, pgd, salt_and_pepper
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 1000) -> float:
-    """Fraction of ``images`` (N, 1, 28, 28) in [0, 1] classified as ``labels``; eval mode, batched."""
+def correct(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 1000) -> Tensor:
+    """(N,) bool on CPU: is each of ``images`` (N, 1, 28, 28) in [0, 1] classified as its label; eval mode."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    correct = 0
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device)
-        correct += (model(x).argmax(1).cpu() == labels[start:start + batch_size]).sum().item()
+    out = [model(images[start:start + batch_size].to(device)).argmax(1).cpu() == labels[start:start + batch_size]
+           for start in range(0, len(images), batch_size)]
     model.train(was_training)
-    return correct / len(images)
+    return torch.cat(out)
+
+
+def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 1000) -> float:
+    """Fraction of ``images`` (N, 1, 28, 28) in [0, 1] classified as ``labels``."""
+    return _mean(correct(model, images, labels.cpu(), batch_size))
+
+
+def _mean(flags: Tensor) -> float:
+    """Fraction of True in ``flags``, as an exact count ratio (not a float32 mean)."""
+    return int(flags.sum()) / len(flags)
+
+
+def pack_bits(flags: Tensor) -> str:
+    """(N,) bool -> base64 text of the packed bits (how evaluations store per-image outcomes: 10 000 images in
+    1 668 characters)."""
+    return base64.b64encode(np.packbits(flags.cpu().numpy().astype(bool)).tobytes()).decode()
+
+
+def unpack_bits(text: str, n: int) -> np.ndarray:
+    """Inverse of ``pack_bits``: (n,) bool array."""
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n].astype(bool)
 
 
 @dataclass(frozen=True)
@@ -34,7 +55,9 @@ class EvalSuite:
     """Every perturbation and level one robustness evaluation applies. Units: ``gaussian_std`` is the noise
     standard deviation on [0, 1] pixels, ``salt_pepper`` the fraction of pixels hit, ``eps`` the L-inf radius on
     [0, 1] pixels. PGD takes ``pgd_steps`` steps of ``pgd_step_ratio * eps / pgd_steps`` (Madry et al.'s 2.5)
-    with ``pgd_restarts`` random starts. ``test_subset`` first test images (None: all 10000)."""
+    with ``pgd_restarts`` random starts. ``test_subset`` first test images (None: all 10000) for clean accuracy
+    and noise; the attacks run on the first ``attack_subset`` of them (None: the same images). ``per_image``
+    stores every row's per-image outcomes (``pack_bits``), which paired comparisons between models need."""
 
     gaussian_std: tuple[float, ...] = (0.1, 0.2, 0.3)
     salt_pepper: tuple[float, ...] = (0.05, 0.1, 0.2)
@@ -46,31 +69,43 @@ class EvalSuite:
     test_subset: int | None = 1000
     batch_size: int = 500
     seed: int = 0
+    attack_subset: int | None = None
+    per_image: bool = False
 
     def key(self) -> str:
-        """Stable hash of the suite (results are cached per suite beside each run)."""
-        payload = json.dumps({**dataclasses.asdict(self), "schema": EVAL_SCHEMA}, sort_keys=True)
+        """Stable hash of the suite (results are cached per suite beside each run). Fields added later enter it
+        only when not at their default, so that older suites keep their keys."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if not (k in _LATER and v == _LATER[k])}
+        payload = json.dumps({**fields, "schema": EVAL_SCHEMA}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+    def attacked(self) -> int:
+        """How many test images the attacks run on."""
+        return self.attack_subset or self.test_subset or 10_000
 
     def describe(self) -> str:
         """One line of the settings, to print next to every table."""
         n = self.test_subset or 10_000
-        return (f"{n} test images; Gaussian std {list(self.gaussian_std)} on [0,1] pixels (clipped and not); "
-                f"salt-and-pepper fractions {list(self.salt_pepper)}; L-inf eps {list(self.eps)} on [0,1] pixels; "
-                f"FGSM; PGD-{self.pgd_steps}, step {self.pgd_step_ratio:g}*eps/{self.pgd_steps}, "
+        attacked = f"the first {self.attacked()} attacked" if self.attacked() != n else "all attacked"
+        return (f"{n} test images ({attacked}); Gaussian std {list(self.gaussian_std)} on [0,1] pixels (clipped "
+                f"and not); salt-and-pepper fractions {list(self.salt_pepper)}; L-inf eps {list(self.eps)} on [0,1] "
+                f"pixels; FGSM; PGD-{self.pgd_steps}, step {self.pgd_step_ratio:g}*eps/{self.pgd_steps}, "
                 f"{self.pgd_restarts} random start(s), cross-entropy loss; noise seed {self.seed}")
 
 
 EVAL_SCHEMA = 1
+#: fields added to ``EvalSuite`` after results were stored, with the default that leaves a key unchanged
+_LATER: dict[str, Any] = {"attack_subset": None, "per_image": False}
 
 #: ``smoke`` for tests; ``cpu`` for the committed chapter 3; ``sweep`` a few headline levels for the rho sweep
-#: of chapter 4; ``paper`` the full test set with 3 restarts.
+#: of chapter 4; ``paper`` for the paper-scale grid (issue 13): noise on all 10 000 test images, the attacks at the
+#: ``cpu`` levels on the first 2 000, per-image outcomes stored (about a quarter of a paper-profile training).
 SUITES: dict[str, EvalSuite] = {
     "smoke": EvalSuite(gaussian_std=(0.2,), salt_pepper=(0.1,), eps=(0.1, 0.3), pgd_steps=5, test_subset=128,
                        batch_size=128),
     "cpu": EvalSuite(test_subset=500),
     "sweep": EvalSuite(gaussian_std=(0.2,), salt_pepper=(0.1,), eps=(0.05, 0.1), test_subset=500),
-    "paper": EvalSuite(test_subset=None, pgd_restarts=3),
+    "paper": EvalSuite(test_subset=None, attack_subset=2000, per_image=True),
 }
 
 
@@ -82,49 +117,61 @@ def _batched(fn, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
 def robustness(model: nn.Module, images: Tensor, labels: Tensor, suite: EvalSuite) -> dict[str, Any]:
     """Accuracy under every perturbation and level of ``suite``, plus sanity checks (warnings if they fail).
 
-    Returns ``{"clean", "rows": [{"kind", "level", "acc"}], "checks", "warnings", "seconds"}``. Kinds:
-    ``gaussian`` (clipped), ``gaussian_noclip``, ``salt_pepper``, ``fgsm``, ``pgd``; attacks include level 0.
+    Returns ``{"clean", "clean_attacked", "rows": [{"kind", "level", "acc", "n"[, "correct"]}], "checks",
+    "warnings", "n", "n_attacked", "seconds"}``. Kinds: ``gaussian`` (clipped), ``gaussian_noclip``,
+    ``salt_pepper`` (on all ``images``), ``fgsm``, ``pgd`` (on the first ``suite.attacked()``; level 0 included).
+    With ``suite.per_image`` every row, and ``clean_correct``, carry the per-image outcomes (``pack_bits``).
     """
     start = time.perf_counter()
     model.eval()
     device = next(model.parameters()).device
     x, y = images.to(device), labels.to(device)
-    n, tol = len(x), max(0.01, 2 / len(x))
+    n_att = min(suite.attacked(), len(x))
+    xa, ya = x[:n_att], y[:n_att]
+    tol = max(0.01, 2 / n_att)
 
-    def acc(x_pert: Tensor) -> float:
-        return accuracy(model, x_pert, y.cpu(), suite.batch_size)
+    def outcome(x_pert: Tensor, target: Tensor) -> Tensor:
+        return correct(model, x_pert, target.cpu(), suite.batch_size)
 
-    def pgd_acc(eps: float, steps: int, loss: str = "ce") -> float:
+    def row(kind: str, level: float, flags: Tensor) -> dict[str, Any]:
+        out = {"kind": kind, "level": level, "acc": _mean(flags), "n": len(flags)}
+        return {**out, "correct": pack_bits(flags)} if suite.per_image else out
+
+    def pgd_flags(eps: float, steps: int, loss: str = "ce") -> Tensor:
         gen = torch.Generator().manual_seed(suite.seed + 1)
         size = suite.pgd_step_ratio * eps / steps
         adv = _batched(lambda a, b: pgd(model, a, b, eps, steps, max(size, 1e-12), suite.pgd_restarts, loss=loss,
-                                        generator=gen), x, y, suite.batch_size)
-        return acc(adv)
+                                        generator=gen), xa, ya, suite.batch_size)
+        return outcome(adv, ya)
 
-    clean = acc(x)
+    clean = outcome(x, y)
     rows = []
     for std in suite.gaussian_std:
         for clip, kind in ((True, "gaussian"), (False, "gaussian_noclip")):
             gen = torch.Generator().manual_seed(suite.seed)
-            rows.append({"kind": kind, "level": std, "acc": acc(gaussian(x, std, clip, gen))})
+            rows.append(row(kind, std, outcome(gaussian(x, std, clip, gen), y)))
     for amount in suite.salt_pepper:
         gen = torch.Generator().manual_seed(suite.seed)
-        rows.append({"kind": "salt_pepper", "level": amount, "acc": acc(salt_and_pepper(x, amount, gen))})
+        rows.append(row("salt_pepper", amount, outcome(salt_and_pepper(x, amount, gen), y)))
     for eps in (0.0, *suite.eps):
-        adv = _batched(lambda a, b, eps=eps: fgsm(model, a, b, eps), x, y, suite.batch_size)
-        rows.append({"kind": "fgsm", "level": eps, "acc": acc(adv)})
-        rows.append({"kind": "pgd", "level": eps, "acc": pgd_acc(eps, suite.pgd_steps if eps else 1)})
+        adv = _batched(lambda a, b, eps=eps: fgsm(model, a, b, eps), xa, ya, suite.batch_size)
+        rows.append(row("fgsm", eps, outcome(adv, ya)))
+        rows.append(row("pgd", eps, pgd_flags(eps, suite.pgd_steps if eps else 1)))
     done = [r["acc"] for r in rows if r["kind"] == "pgd" and r["level"] == suite.check_eps]
-    checks = {"eps": suite.check_eps, "pgd": done[0] if done else pgd_acc(suite.check_eps, suite.pgd_steps),
-              "pgd_2x_steps": pgd_acc(suite.check_eps, 2 * suite.pgd_steps),
-              "pgd_margin": pgd_acc(suite.check_eps, suite.pgd_steps, "margin")}
-    warnings = _sanity(clean, rows, checks, tol, n)
-    return {"clean": clean, "rows": rows, "checks": checks, "warnings": warnings, "n": n,
-            "seconds": time.perf_counter() - start}
+    acc = _mean
+    checks = {"eps": suite.check_eps, "pgd": done[0] if done else acc(pgd_flags(suite.check_eps, suite.pgd_steps)),
+              "pgd_2x_steps": acc(pgd_flags(suite.check_eps, 2 * suite.pgd_steps)),
+              "pgd_margin": acc(pgd_flags(suite.check_eps, suite.pgd_steps, "margin"))}
+    clean_attacked = acc(clean[:n_att])
+    warnings = _sanity(clean_attacked, rows, checks, tol)
+    out = {"clean": acc(clean), "clean_attacked": clean_attacked, "rows": rows, "checks": checks,
+           "warnings": warnings, "n": len(x), "n_attacked": n_att, "seconds": time.perf_counter() - start}
+    return {**out, "clean_correct": pack_bits(clean)} if suite.per_image else out
 
 
-def _sanity(clean: float, rows: list[dict[str, Any]], checks: dict[str, float], tol: float, n: int) -> list[str]:
-    """The evaluation's own consistency checks; each failure becomes a warning stored with the results."""
+def _sanity(clean: float, rows: list[dict[str, Any]], checks: dict[str, float], tol: float) -> list[str]:
+    """The evaluation's own consistency checks; each failure becomes a warning stored with the results. ``clean``
+    is the clean accuracy on the attacked images."""
     found = []
     by = {(r["kind"], r["level"]): r["acc"] for r in rows}
     for kind in ("fgsm", "pgd"):

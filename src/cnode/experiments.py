@@ -65,3 +65,35 @@ def precision_runs(profile: str, dataset: str, regularizer: str, rho: float, see
     return {precision: [RunConfig.from_profile(profile, dataset=dataset, regularizer=regularizer, rho=rho, seed=seed,
                                                device=device, precision=precision) for seed in _seeds(seeds)]
             for precision in ("float32", "bfloat16")}
+
+
+def horizon_runs(profile: str, datasets: list[str], seeds: list[int], horizons: list[float], rho: float,
+                 fine_T: float, fine_steps: int, fine_dataset: str, fine_regularizer: str, weight_decay: float,
+                 device: str = "auto") -> dict[str, list[RunConfig]]:
+    """Chapter 6: the horizon T as an axis (issue 13), in the order a sweep should train them.
+
+    ``main``: vanilla, weight- and Jacobian-regularized CNODEs (N of the profile) at every T, dataset and seed;
+    ``fine``: one configuration at ``fine_T`` with ``fine_steps`` steps, to separate T from h = T / N;
+    ``decay``: the vanilla CNODE with ``weight_decay`` at every T, dataset and seed (the rival explanation:
+    smaller weights, not contraction).
+    """
+    checks.positive("rho", rho)
+    checks.positive("weight_decay", weight_decay)
+    checks.positive_int("fine_steps", fine_steps)
+    checks.one_of("fine_regularizer", fine_regularizer, REGULARIZERS)
+    if not horizons:
+        raise ValueError("horizons must be a non-empty list of positive numbers, got []")
+    for T in horizons:
+        checks.positive("T", T)
+    main, decay = [], []
+    for T in horizons:
+        for dataset in datasets:
+            for seed in _seeds(seeds):
+                common = dict(dataset=dataset, seed=seed, device=device, T=T)
+                main.append(RunConfig.from_profile(profile, **common))
+                main += [RunConfig.from_profile(profile, regularizer=reg, rho=rho, **common)
+                         for reg in ("weight", "jacobian")]
+                decay.append(RunConfig.from_profile(profile, weight_decay=weight_decay, **common))
+    fine = [RunConfig.from_profile(profile, dataset=fine_dataset, regularizer=fine_regularizer, rho=rho, seed=seed,
+                                   T=fine_T, steps=fine_steps, device=device) for seed in _seeds(seeds)]
+    return {"main": main, "fine": fine, "decay": decay}

@@ -72,9 +72,17 @@ def _cost(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None]:
     return [cfg for cfgs in runs.values() for cfg in cfgs], p["precision_suite"]
 
 
+def _horizon(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None]:
+    runs = experiments.horizon_runs(p["profile"], p["datasets"], p["seeds"], p["horizons"], p["rho"], p["fine_T"],
+                                    p["fine_steps"], p["fine_dataset"], p["fine_regularizer"], p["weight_decay"],
+                                    p["device"])
+    return runs["main"] + runs["fine"] + runs["decay"], p["suite"]
+
+
 #: chapter stem -> its runs and suite from its parameters; chapters without runs (01) are not listed
 PLANS: dict[str, Callable[[Mapping[str, Any]], tuple[list[RunConfig], str | None]]] = {
     "02_training": _training, "03_robustness": _robustness, "04_rho_sweep": _sweep, "05_cost": _cost,
+    "06_horizon": _horizon,
 }
 
 

@@ -10,6 +10,7 @@ that does not parse, or that belongs to another configuration, is reported, neve
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import platform
@@ -114,6 +115,23 @@ def _provenance(cfg: RunConfig) -> dict[str, Any]:
             "device_name": name, "threads": torch.get_num_threads(), "python": platform.python_version()}
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stamp_sha256(root: Path | None = None) -> int:
+    """Add ``model_sha256`` to every finished run's metrics that lacks it (runs stored before issue 13); returns
+    how many were stamped."""
+    stamped = 0
+    for metrics_path in sorted(Path(root or results_dir()).glob("*/*/metrics.json")):
+        metrics = _read_json(metrics_path)
+        if "model_sha256" not in metrics:
+            metrics["model_sha256"] = _sha256(metrics_path.parent / "model.pt")
+            write_atomic(metrics_path, _json_bytes(metrics))
+            stamped += 1
+    return stamped
+
+
 def load(cfg: RunConfig, root: Path | None = None) -> Run | None:
     """The finished run of ``cfg``, or None when it is not in the store."""
     folder = run_dir(cfg, root)
@@ -121,6 +139,10 @@ def load(cfg: RunConfig, root: Path | None = None) -> Run | None:
         return None
     _check_config(folder, cfg)
     metrics = _read_json(folder / "metrics.json")
+    expected = metrics.get("model_sha256")
+    if expected is not None and _sha256(folder / "model.pt") != expected:
+        raise StoreError(f"{folder / 'model.pt'} does not match the sha256 in its metrics.json (changed or corrupt);"
+                         f" restore it from git, or delete {folder} and rerun")
     model, state = build_model(cfg), _read_torch(folder / "model.pt")
     try:
         model.load_state_dict(state)
@@ -154,10 +176,12 @@ def _train_into(cfg: RunConfig, folder: Path) -> Run:
     ckpt = folder / "checkpoint.pt"
     resume = _read_torch(ckpt) if ckpt.exists() else None
     model, history = train(cfg, resume=resume, on_epoch=lambda state: write_atomic(ckpt, _torch_bytes(state)))
+    weights = _torch_bytes(model.state_dict())
     metrics = {"config": cfg.to_dict(), "key": cfg.key(), "history": history, "provenance": _provenance(cfg),
                "wall_seconds": sum(record["seconds"] for record in history),
-               "resumed_at_epoch": len(resume["history"]) if resume else None}
-    write_atomic(folder / "model.pt", _torch_bytes(model.state_dict()))
+               "resumed_at_epoch": len(resume["history"]) if resume else None,
+               "model_sha256": hashlib.sha256(weights).hexdigest()}
+    write_atomic(folder / "model.pt", weights)
     write_atomic(folder / "metrics.json", _json_bytes(metrics))
     ckpt.unlink(missing_ok=True)
     return Run(cfg, model.eval(), metrics, folder)

@@ -81,6 +81,12 @@ def compiled(model: nn.Module, cfg: RunConfig) -> Callable[..., Any]:
     return torch.compile(model)
 
 
+def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
+    """Adam or SGD at ``cfg.lr`` with ``cfg.weight_decay`` (coupled L2: ``wd * w`` added to each gradient)."""
+    opt_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
+    return opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
 def _loss(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
           warm: dict[int, torch.Tensor] | None, forward: Callable[..., Any] | None = None
           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -128,8 +134,7 @@ def train(cfg: RunConfig, resume: dict[str, Any] | None = None,
     """
     device = resolve_device(cfg.device)
     model = build_model(cfg).to(device)
-    opt_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
-    optimizer = opt_cls(model.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(model, cfg)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=cfg.lr_decay)
     history: list[dict[str, Any]] = []
     warm: dict[int, torch.Tensor] = {}
