@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from cnode.perturbations import fgsm, gaussian, pgd, salt_and_pepper
