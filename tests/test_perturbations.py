@@ -73,6 +73,33 @@ def test_pgd_is_deterministic_and_restarts_never_weaken_it(trained):
     assert accuracy(run.model, three, y) <= accuracy(run.model, one, y)
 
 
+def test_l2_pgd_stays_in_its_ball_and_breaks_more_with_a_larger_radius(trained):
+    run, x, y = trained
+    accs = []
+    for eps in (0.5, 1.0, 2.0):
+        adv = pt.pgd(run.model, x, y, eps, 10, 2.5 * eps / 10, norm="l2", generator=_gen())
+        assert (adv - x).flatten(1).norm(dim=1).max() <= eps * (1 + 1e-5)
+        assert adv.min() >= 0 and adv.max() <= 1
+        accs.append(accuracy(run.model, adv, y))
+    assert accs[0] >= accs[1] >= accs[2] and accs[2] < accuracy(run.model, x, y)
+    with pytest.raises(ValueError, match="norm must be one of"):
+        pt.pgd(run.model, x, y, 0.1, 5, 0.05, norm="l1")
+
+
+def test_linf_pgd_is_bitwise_the_loop_the_stored_evaluations_used(trained):
+    """Adding the L2 ball must not move a stored L-inf result: the L-inf path equals the pre-issue-11 loop."""
+    import sys
+
+    from cnode.paths import repo_root
+
+    sys.path.insert(0, str(repo_root() / "benchmarks"))
+    from reference import pgd_reference
+
+    run, x, y = trained
+    new = pt.pgd(run.model, x, y, 0.05, 5, 0.02, generator=_gen(4))
+    assert torch.equal(new, pgd_reference(run.model, x, y, 0.05, 5, 0.02, generator=_gen(4)))
+
+
 def test_margin_loss_and_bad_arguments(trained):
     run, x, y = trained
     adv = pt.pgd(run.model, x, y, 0.1, 5, 0.05, loss="margin", generator=_gen())

@@ -81,26 +81,44 @@ def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float, loss: str = "ce") -
 
 
 def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, step_size: float, restarts: int = 1,
-        random_start: bool = True, loss: str = "ce", generator: torch.Generator | None = None) -> Tensor:
-    """Projected gradient descent in the L-inf ball (Madry et al.), with restarts.
+        random_start: bool = True, loss: str = "ce", generator: torch.Generator | None = None,
+        norm: str = "linf") -> Tensor:
+    """Projected gradient descent in the L-inf (Madry et al.) or L2 ball of radius ``eps``, with restarts.
 
-    Each restart starts uniformly in the ball (``random_start``), takes ``steps`` signed-gradient steps of
-    ``step_size``, projecting onto the ball and [0, 1] after each. An image is attacked until some iterate
-    misclassifies it; that iterate is kept and the image leaves the batch (early stop: never weaker than
-    returning the last iterate, and cheap on fragile models). Images never fooled return the last restart's
-    final iterate.
+    Each restart starts at random in the ball (``random_start``: uniform per pixel for L-inf; a uniform random
+    direction at a uniform radius for L2), takes ``steps`` steps of length ``step_size`` along the gradient's
+    sign (L-inf) or its normalized direction (L2), projecting onto the ball and [0, 1] after each. An image is
+    attacked until some iterate misclassifies it; that iterate is kept and the image leaves the batch (early
+    stop: never weaker than returning the last iterate, and cheap on fragile models). Images never fooled return
+    the last restart's final iterate.
     """
     checks.nonnegative("eps", eps)
     checks.positive_int("steps", steps)
     checks.positive_int("restarts", restarts)
     checks.positive("step_size", step_size)
     checks.one_of("loss", loss, ("ce", "margin"))
+    checks.one_of("norm", norm, ("linf", "l2"))
     with frozen(model):
-        return _pgd(model, x, y, eps, steps, step_size, restarts, random_start, loss, generator)
+        return _pgd(model, x, y, eps, steps, step_size, restarts, random_start, loss, generator, norm)
+
+
+def _per_image_norm(t: Tensor) -> Tensor:
+    """L2 norm of each image of (B, ...), shaped (B, 1, 1, 1) for broadcasting."""
+    return t.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
+
+
+def _project(adv: Tensor, origin: Tensor, lo: Tensor, hi: Tensor, eps: float, norm: str) -> Tensor:
+    """``adv`` moved into the ``norm`` ball of radius eps around ``origin`` and into [0, 1]. L-inf: clamped to
+    ``[lo, hi] = [max(origin - eps, 0), min(origin + eps, 1)]``; L2: the offset scaled onto the ball, then
+    clamped to [0, 1] (which keeps it in the ball: every pixel moves towards the origin's, inside [0, 1])."""
+    if norm == "linf":
+        return torch.max(torch.min(adv, hi), lo)
+    delta = adv - origin
+    return (origin + delta * (eps / _per_image_norm(delta)).clamp(max=1.0)).clamp(0.0, 1.0)
 
 
 def _pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, step_size: float, restarts: int,
-         random_start: bool, loss: str, generator: torch.Generator | None) -> Tensor:
+         random_start: bool, loss: str, generator: torch.Generator | None, norm: str = "linf") -> Tensor:
     """The loop of ``pgd`` (arguments checked, model frozen)."""
     lower, upper = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
     best = x.clone()
@@ -109,12 +127,16 @@ def _pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, step_si
         idx = active.nonzero().squeeze(1)
         if len(idx) == 0:
             break
-        lo, hi, target = lower[idx], upper[idx], y[idx]
-        if random_start:
-            delta = (2 * torch.rand(lo.shape, generator=generator, dtype=x.dtype) - 1).to(x.device) * eps
-            adv = torch.max(torch.min(x[idx] + delta, hi), lo)
+        origin, lo, hi, target = x[idx], lower[idx], upper[idx], y[idx]
+        if random_start and norm == "linf":
+            delta = (2 * torch.rand(origin.shape, generator=generator, dtype=x.dtype) - 1).to(x.device) * eps
+        elif random_start:
+            direction = torch.randn(origin.shape, generator=generator, dtype=x.dtype)
+            radius = torch.rand(len(idx), generator=generator, dtype=x.dtype)[:, None, None, None] * eps
+            delta = (direction / _per_image_norm(direction) * radius).to(x.device)
         else:
-            adv = x[idx].clone()
+            delta = torch.zeros_like(origin)
+        adv = _project(origin + delta, origin, lo, hi, eps, norm)
         for step in range(steps + 1):
             adv = adv.detach().requires_grad_(step < steps)
             logits = model(adv)
@@ -125,7 +147,8 @@ def _pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, step_si
             if step == steps or not keep.any():
                 break
             (grad,) = torch.autograd.grad(_loss(logits, target, loss).sum(), adv)
-            adv = adv.detach()[keep] + step_size * grad[keep].sign()
-            idx, lo, hi, target = idx[keep], lo[keep], hi[keep], target[keep]
-            adv = torch.max(torch.min(adv, hi), lo)
+            grad = grad[keep]
+            direction = grad.sign() if norm == "linf" else grad / _per_image_norm(grad)
+            idx, origin, lo, hi, target = idx[keep], origin[keep], lo[keep], hi[keep], target[keep]
+            adv = _project(adv.detach()[keep] + step_size * direction, origin, lo, hi, eps, norm)
     return best.detach()
