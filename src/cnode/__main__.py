@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def chapter_progress() -> list[dict[str, Any]]:
-    """Per chapter with runs, at its default parameters: profile, runs, how many are trained and evaluated."""
+    """Per chapter with runs, at its default parameters: profile, runs, how many are trained, evaluated and
+    measured."""
     from cnode.plans import PLANS, plan
 
     rows = []
@@ -73,7 +74,8 @@ def chapter_progress() -> list[dict[str, Any]]:
         untrained, unevaluated = p.missing()
         rows.append({"chapter": chapter, "profile": sorted({cfg.profile for cfg in p.runs}), "runs": len(p.runs),
                      "trained": len(p.runs) - len(untrained), "suite": p.suite,
-                     "evaluated": len(p.runs) - len(unevaluated) if p.suite else None})
+                     "evaluated": len(p.runs) - len(unevaluated) if p.suite else None,
+                     "measured": len(p.runs) - len(p.unmeasured()) if p.mechanism else None})
     return rows
 
 

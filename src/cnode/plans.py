@@ -30,11 +30,13 @@ class MissingRuns(RuntimeError):
 
 @dataclass(frozen=True)
 class Plan:
-    """A chapter's runs for one set of parameters, and the evaluation suite applied to each (None: none)."""
+    """A chapter's runs for one set of parameters, the evaluation suite applied to each (None: none), and the
+    mechanism measurements (``cnode.mechanism`` settings name) taken of each ConvNODE (None: none)."""
 
     chapter: str
     runs: tuple[RunConfig, ...]
     suite: str | None
+    mechanism: str | None = None
 
     def missing(self, root: Path | None = None) -> tuple[list[RunConfig], list[RunConfig]]:
         """(runs not trained, runs not evaluated under ``suite``) in the store at ``root``."""
@@ -46,10 +48,20 @@ class Plan:
         unevaluated = [cfg for cfg in self.runs if name and not (run_dir(cfg, root) / name).exists()]
         return untrained, unevaluated
 
+    def unmeasured(self, root: Path | None = None) -> list[RunConfig]:
+        """The ConvNODE runs without the plan's mechanism measurements in the store at ``root``."""
+        if self.mechanism is None:
+            return []
+        from cnode.mechanism import MECHANISMS
+        from cnode.store import run_dir
+
+        name = f"mechanism-{MECHANISMS[self.mechanism].key()}.json"
+        return [cfg for cfg in self.runs if cfg.model == "cnode" and not (run_dir(cfg, root) / name).exists()]
+
     def todo(self, root: Path | None = None) -> list[RunConfig]:
-        """The runs not trained, or not evaluated under ``suite``, in plan order."""
+        """The runs not trained, not evaluated under ``suite`` or not measured, in plan order."""
         untrained, unevaluated = self.missing(root)
-        keys = {cfg.key() for cfg in untrained + unevaluated}
+        keys = {cfg.key() for cfg in untrained + unevaluated + self.unmeasured(root)}
         return [cfg for cfg in self.runs if cfg.key() in keys]
 
 
@@ -72,15 +84,16 @@ def _cost(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None]:
     return [cfg for cfgs in runs.values() for cfg in cfgs], p["precision_suite"]
 
 
-def _horizon(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None]:
+def _horizon(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None, str]:
     runs = experiments.horizon_runs(p["profile"], p["datasets"], p["seeds"], p["horizons"], p["rho"], p["fine_T"],
                                     p["fine_steps"], p["fine_dataset"], p["fine_regularizer"], p["weight_decay"],
                                     p["device"])
-    return runs["main"] + runs["fine"] + runs["decay"], p["suite"]
+    return runs["main"] + runs["fine"] + runs["decay"], p["suite"], p["mechanism"]
 
 
 #: chapter stem -> its runs and suite from its parameters; chapters without runs (01) are not listed
-PLANS: dict[str, Callable[[Mapping[str, Any]], tuple[list[RunConfig], str | None]]] = {
+#: (a chapter's plan function returns its runs, its suite, and optionally its mechanism settings)
+PLANS: dict[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]] = {
     "02_training": _training, "03_robustness": _robustness, "04_rho_sweep": _sweep, "05_cost": _cost,
     "06_horizon": _horizon,
 }
@@ -111,8 +124,8 @@ def plan(chapter: str, params: Mapping[str, Any] | None = None) -> Plan:
     defaults = chapter_defaults(chapter)
     given = params or {}
     values = {name: given.get(name, default) for name, default in defaults.items()}
-    runs, suite = PLANS[chapter](values)
-    return Plan(chapter, tuple(runs), suite)
+    runs, *rest = PLANS[chapter](values)
+    return Plan(chapter, tuple(runs), *rest)
 
 
 def sweep_command(chapter: str, params: Mapping[str, Any] | None = None) -> str:

@@ -15,6 +15,7 @@ import io
 import json
 import platform
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,28 +202,49 @@ def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def _load_or_derive(run: Run, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The JSON ``name`` beside ``run``, computed by ``compute()`` and written atomically when missing, under the
+    run's lock (one process computes, a concurrent one then reads its result)."""
+    path = run.path / name
+    if path.exists():
+        return _read_json(path)
+    with FileLock(run.path / ".lock"):
+        if path.exists():
+            return _read_json(path)
+        payload = _json_bytes(compute())
+        write_atomic(path, payload)
+        return json.loads(payload)  # exactly what a later call reads back
+
+
 def load_or_evaluate(run: Run, suite_name: str, root: Path | None = None) -> dict[str, Any]:
     """Robustness results of ``run`` under the named suite, cached in the run's folder as
     ``eval-<suite key>.json`` (computed on the run's test split when missing)."""
     suite = SUITES[checks.one_of("suite", suite_name, SUITES)]
-    path = run.path / f"eval-{suite.key()}.json"
-    if path.exists():
-        return _read_json(path)
-    with FileLock(run.path / ".lock"):  # one process evaluates, a concurrent one then reads its result
-        return _read_json(path) if path.exists() else _evaluate_into(run, suite_name, path)
+
+    def compute() -> dict[str, Any]:
+        images, labels = data.load(run.cfg.dataset, "test", suite.test_subset)
+        model = run.model.to(resolve_device(run.cfg.device))
+        try:
+            return {"suite": suite_name, "suite_settings": dataclasses.asdict(suite),
+                    **robustness(model, images, labels, suite)}
+        finally:
+            run.model.cpu()
+
+    return _load_or_derive(run, f"eval-{suite.key()}.json", compute)
 
 
-def _evaluate_into(run: Run, suite_name: str, path: Path) -> dict[str, Any]:
-    """Evaluate ``run`` under the named suite and store the result at ``path``; the caller holds the lock."""
-    suite = SUITES[suite_name]
-    images, labels = data.load(run.cfg.dataset, "test", suite.test_subset)
-    model = run.model.to(resolve_device(run.cfg.device))
-    result = {"suite": suite_name, "suite_settings": dataclasses.asdict(suite),
-              **robustness(model, images, labels, suite)}
-    run.model.cpu()
-    payload = _json_bytes(result)
-    write_atomic(path, payload)
-    return json.loads(payload)  # exactly what a later call reads back
+def load_or_measure(run: Run, settings_name: str) -> dict[str, Any]:
+    """The mechanism measurements of a ConvNODE run (``cnode.mechanism``, book chapter 6) under the named
+    settings, cached beside the run as ``mechanism-<settings key>.json``; on CPU, on the run's test split."""
+    from cnode.mechanism import MECHANISMS, measure
+
+    settings = MECHANISMS[checks.one_of("mechanism", settings_name, MECHANISMS)]
+
+    def compute() -> dict[str, Any]:
+        images, labels = data.load(run.cfg.dataset, "test", settings.images)
+        return {"mechanism": settings_name, **measure(run.model.cpu(), run.cfg.rho, images, labels, settings)}
+
+    return _load_or_derive(run, f"mechanism-{settings.key()}.json", compute)
 
 
 def load_or_evaluate_all(cfgs: list[RunConfig], suite_name: str,

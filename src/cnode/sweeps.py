@@ -51,8 +51,10 @@ def resolve(chapter: str, p: list[tuple[str, str]] = (), y: list[tuple[str, str]
     return checks.parameters(namespace)
 
 
-def job(cfg_fields: dict[str, Any], suite: str | None, threads: int, nice: bool) -> str:
-    """One run, as a worker executes it: train (or load, or resume) and evaluate; returns the run's label."""
+def job(cfg_fields: dict[str, Any], suite: str | None, threads: int, nice: bool, mechanism: str | None = None
+        ) -> str:
+    """One run, as a worker executes it: train (or load, or resume), evaluate, and for a ConvNODE take the
+    mechanism measurements when the plan has them; returns the run's label."""
     import torch
 
     from cnode import store
@@ -64,6 +66,8 @@ def job(cfg_fields: dict[str, Any], suite: str | None, threads: int, nice: bool)
     run = store.load_or_train(cfg)
     if suite is not None:
         store.load_or_evaluate(run, suite)
+    if mechanism is not None and cfg.model == "cnode":
+        store.load_or_measure(run, mechanism)
     return cfg.label()
 
 
@@ -111,7 +115,7 @@ def sweep(chapter: str, params: dict[str, Any], executor: str = "local", workers
         while pending or running:
             while pending and len(running) < workers:
                 cfg = pending.pop(0)
-                running.append(ex.submit(job, cfg.to_dict(), plan.suite, threads, nice))
+                running.append(ex.submit(job, cfg.to_dict(), plan.suite, threads, nice, plan.mechanism))
             for j in [j for j in running if j.done()]:
                 done.append(j.result())  # a failed job raises here, with its log folder in the message
                 running.remove(j)
