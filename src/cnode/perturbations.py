@@ -82,7 +82,7 @@ def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float, loss: str = "ce") -
 
 def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, step_size: float, restarts: int = 1,
         random_start: bool = True, loss: str = "ce", generator: torch.Generator | None = None,
-        norm: str = "linf") -> Tensor:
+        norm: str = "linf", early_stop: bool = True) -> Tensor:
     """Projected gradient descent in the L-inf (Madry et al.) or L2 ball of radius ``eps``, with restarts.
 
     Each restart starts at random in the ball (``random_start``: uniform per pixel for L-inf; a uniform random
@@ -90,7 +90,8 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, step_siz
     sign (L-inf) or its normalized direction (L2), projecting onto the ball and [0, 1] after each. An image is
     attacked until some iterate misclassifies it; that iterate is kept and the image leaves the batch (early
     stop: never weaker than returning the last iterate, and cheap on fragile models). Images never fooled return
-    the last restart's final iterate.
+    the last restart's final iterate. ``early_stop=False`` takes every step for every image and returns the last
+    restart's final iterates (for transfer attacks, where crossing the source's boundary barely is too little).
     """
     checks.nonnegative("eps", eps)
     checks.positive_int("steps", steps)
@@ -99,7 +100,7 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, step_siz
     checks.one_of("loss", loss, ("ce", "margin"))
     checks.one_of("norm", norm, ("linf", "l2"))
     with frozen(model):
-        return _pgd(model, x, y, eps, steps, step_size, restarts, random_start, loss, generator, norm)
+        return _pgd(model, x, y, eps, steps, step_size, restarts, random_start, loss, generator, norm, early_stop)
 
 
 def _per_image_norm(t: Tensor) -> Tensor:
@@ -118,7 +119,8 @@ def _project(adv: Tensor, origin: Tensor, lo: Tensor, hi: Tensor, eps: float, no
 
 
 def _pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, step_size: float, restarts: int,
-         random_start: bool, loss: str, generator: torch.Generator | None, norm: str = "linf") -> Tensor:
+         random_start: bool, loss: str, generator: torch.Generator | None, norm: str = "linf",
+         early_stop: bool = True) -> Tensor:
     """The loop of ``pgd`` (arguments checked, model frozen)."""
     lower, upper = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
     best = x.clone()
@@ -140,7 +142,7 @@ def _pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, step_si
         for step in range(steps + 1):
             adv = adv.detach().requires_grad_(step < steps)
             logits = model(adv)
-            wrong = logits.argmax(1) != target
+            wrong = (logits.argmax(1) != target) & early_stop
             best[idx] = torch.where((wrong | (step == steps))[:, None, None, None], adv.detach(), best[idx])
             active[idx[wrong]] = False
             keep = ~wrong

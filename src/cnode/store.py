@@ -15,6 +15,7 @@ import io
 import json
 import platform
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,3 +268,27 @@ def finals(cfgs: list[RunConfig], root: Path | None = None) -> list[tuple[RunCon
             raise StoreError(f"{cfg.label()} is not in the store under {run_dir(cfg, root)}; train it first")
         out.append((cfg, run.final))
     return out
+
+
+def load_or_audit(run: Run, settings_name: str, sources: dict[str, Run], control_levels: int | None = None
+                  ) -> dict[str, Any]:
+    """The gradient-masking card of ``run`` (``cnode.audit``, book chapter 7) under the named settings, with
+    transfer attacks crafted on ``sources`` (name -> run), cached beside the run as ``audit-<key>.json``.
+    ``control_levels``: the card of the positive control instead, ``run``'s model behind an input quantization to
+    that many grey levels (``audit-control<levels>-<key>.json``)."""
+    from cnode import audit
+
+    settings = audit.AUDITS[checks.one_of("audit", settings_name, audit.AUDITS)]
+    key = settings.key([src.cfg.key() for src in sources.values()])
+    name = f"audit-{key}.json" if control_levels is None else f"audit-control{control_levels}-{key}.json"
+
+    def compute() -> dict[str, Any]:
+        images, labels = data.load(run.cfg.dataset, "test", settings.images)
+        model = run.model if control_levels is None else audit.Quantized(run.model, control_levels)
+        start = time.perf_counter()
+        found = audit.card(model, images, labels, settings, {k: src.model for k, src in sources.items()})
+        return {"audit": settings_name, "settings": dataclasses.asdict(settings), "sources": {
+            k: src.cfg.key() for k, src in sources.items()}, "control_levels": control_levels, **found,
+            "threads": torch.get_num_threads(), "seconds": time.perf_counter() - start}
+
+    return _load_or_derive(run, name, compute)
