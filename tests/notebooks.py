@@ -14,7 +14,16 @@ BOOK = ROOT / "book"
 
 
 def chapters() -> list[Path]:
-    """Every chapter notebook of the book, in order."""
+    """The chapter notebooks the book shows (``_toc.yml``), in its order."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [ROOT / f"{entry['file']}.ipynb" for entry in toc["chapters"]
+            if Path(entry["file"]).name[:2].isdigit()]
+
+
+def notebooks() -> list[Path]:
+    """Every chapter notebook in book/, shown or still being written (not yet in the table of contents)."""
     return sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
 
 

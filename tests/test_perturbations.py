@@ -138,9 +138,10 @@ def test_attack_subset_and_per_image_outcomes(trained):
         result["clean_attacked"])
     by = {(r["kind"], r["level"]): r["acc"] for r in result["rows"]}
     assert by[("pgd", 0.0)] == result["clean_attacked"]
-    # the added fields leave the keys of suites that do not set them unchanged
-    assert suite.key() != SUITES["smoke"].key()
-    assert dataclasses.replace(suite, attack_subset=None, per_image=False).key() == SUITES["smoke"].key()
+    # the added fields enter the key when set, and leave the keys of suites that do not set them unchanged (the
+    # committed cpu and sweep evaluations are stored under these names)
+    assert suite.key() != dataclasses.replace(suite, attack_subset=None).key()
+    assert (SUITES["cpu"].key(), SUITES["sweep"].key()) == ("efe57e2060", "9a6dc34ea5")
 
 
 def test_sanity_checks_raise_warnings_when_violated():

@@ -101,8 +101,8 @@ _LATER: dict[str, Any] = {"attack_subset": None, "per_image": False}
 #: of chapter 4; ``paper`` for the paper-scale grid (issue 13): noise on all 10 000 test images, the attacks at the
 #: ``cpu`` levels on the first 2 000, per-image outcomes stored (about a quarter of a paper-profile training).
 SUITES: dict[str, EvalSuite] = {
-    "smoke": EvalSuite(gaussian_std=(0.2,), salt_pepper=(0.1,), eps=(0.1, 0.3), pgd_steps=5, test_subset=128,
-                       batch_size=128),
+    "smoke": EvalSuite(gaussian_std=(0.2, 0.3), salt_pepper=(0.1,), eps=(0.05, 0.1, 0.3), pgd_steps=5, test_subset=128,
+                       batch_size=128, per_image=True),
     "cpu": EvalSuite(test_subset=500),
     "sweep": EvalSuite(gaussian_std=(0.2,), salt_pepper=(0.1,), eps=(0.05, 0.1), test_subset=500),
     "paper": EvalSuite(test_subset=None, attack_subset=2000, per_image=True),

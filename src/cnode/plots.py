@@ -233,3 +233,60 @@ def cost_figure(steps: pd.DataFrame, estimates: pd.DataFrame, default_iters: int
     right.legend(fontsize="x-small", title="trained model", title_fontsize="x-small")
     fig.tight_layout()
     return fig
+
+
+def _panels(data: pd.DataFrame) -> tuple[Figure, list[tuple[object, str, float, pd.DataFrame]]]:
+    """One panel per (dataset, T) of ``data``: rows datasets, columns horizons."""
+    datasets, horizons = list(dict.fromkeys(data["dataset"])), sorted(data["T"].unique())
+    fig, axes = plt.subplots(len(datasets), len(horizons), figsize=(3.6 * len(horizons), 3.0 * len(datasets)),
+                             squeeze=False)
+    return fig, [(axes[r][c], d, T, data[(data["dataset"] == d) & (data["T"] == T)])
+                 for r, d in enumerate(datasets) for c, T in enumerate(horizons)]
+
+
+def _legend_below(fig: Figure, ax: object, columns: int) -> Figure:
+    """One legend for the figure, from ``ax``'s entries, centred below the panels."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize="x-small", frameon=False)
+    return fig
+
+
+def flow_gain_figure(data: pd.DataFrame) -> Figure:
+    """Chapter 6: the measured median flow gain under each model's own PGD perturbation (one dot per seed)
+    against three predictions: exp(-rho T) (dashed), exp(-h sum rate_k) from the certified rates (down
+    triangles) and the product of the Euler step bounds (up triangles, guaranteed). Log axis; 1 is no change."""
+    fig, panels = _panels(data)
+    for ax, dataset, T, part in panels:
+        models = list(dict.fromkeys(part["model"]))
+        x = {m: i for i, m in enumerate(models)}
+        ax.scatter([x[m] for m in part["model"]], part["flow gain (PGD)"], s=18, color="C0", label="measured")
+        means = part.groupby("model", sort=False)[["exp(-h sum rate)", "Euler bound"]].mean()
+        ax.scatter([x[m] for m in means.index], means["exp(-h sum rate)"], marker="v", color="C2",
+                   label="exp(-h sum rate)")
+        ax.scatter([x[m] for m in means.index], means["Euler bound"], marker="^", color="C3", label="Euler bound")
+        ax.axhline(part["exp(-rho T)"].iloc[0], color="k", ls="--", lw=1, label=r"exp($-\rho T$)")
+        ax.axhline(1.0, color="0.6", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize="x-small")
+        ax.set_title(f"{dataset}, T = {T:g}", fontsize="small")
+        ax.set_ylabel("flow gain")
+    return _legend_below(fig, panels[0][0], 4)
+
+
+def gain_parts_figure(data: pd.DataFrame) -> Figure:
+    """Chapter 6: median gains of the input layer, the flow and the head under each model's own PGD
+    perturbation (means over seeds), per model. Log axis: the total gain is their product."""
+    fig, panels = _panels(data)
+    parts = ["input gain (PGD)", "flow gain (PGD)", "head gain (PGD)"]
+    for ax, dataset, T, part in panels:
+        means = part.groupby("model", sort=False)[parts].mean()
+        width = 0.8 / len(parts)
+        for i, column in enumerate(parts):
+            ax.bar(np.arange(len(means)) + (i - 1) * width, means[column], width, label=column.split(" ")[0])
+        ax.set_yscale("log")
+        ax.axhline(1.0, color="0.6", lw=0.8)
+        ax.set_xticks(range(len(means)), list(means.index), rotation=30, ha="right", fontsize="x-small")
+        ax.set_title(f"{dataset}, T = {T:g}", fontsize="small")
+        ax.set_ylabel("gain")
+    return _legend_below(fig, panels[0][0], 3)

@@ -1,0 +1,159 @@
+"""Book chapter 6 (issue 13): the horizon T as an axis, and where robustness comes from.
+
+Runs come from the chapter's plan (``plans.plan("06_horizon")``); evaluations and mechanism measurements are
+read from the store (computed there first for the inline profiles). Everything the chapter prints or plots is
+a frame built here; ``decide`` applies the decision rule the chapter states before its numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cnode import stats, store
+from cnode.config import RunConfig
+from cnode.evaluate import unpack_bits
+from cnode.plans import Plan
+
+#: the accuracy columns of ``frame``: column -> (kind, level) of the evaluation rows
+ACCURACIES = {"clean": ("clean", 0.0), "gauss 0.2": ("gaussian", 0.2), "gauss 0.3": ("gaussian", 0.3),
+              "PGD 0.05": ("pgd", 0.05), "PGD 0.1": ("pgd", 0.1)}
+
+
+def model_label(cfg: RunConfig, default_steps: int) -> str:
+    """'vanilla', 'weight', 'jacobian', 'vanilla + wd', with ' (N=100)' where the steps differ from the default."""
+    name = "vanilla" if cfg.regularizer == "none" else cfg.regularizer
+    if cfg.weight_decay:
+        name += " + wd"
+    return name if cfg.steps == default_steps else f"{name} (N={cfg.steps})"
+
+
+def collect(plan: Plan) -> list[tuple[RunConfig, dict[str, Any], dict[str, Any]]]:
+    """(config, evaluation, mechanism measurements) of every run of the plan, in plan order."""
+    out = []
+    for cfg in plan.runs:
+        run = store.load_or_train(cfg)
+        out.append((cfg, store.load_or_evaluate(run, plan.suite), store.load_or_measure(run, plan.mechanism)))
+    return out
+
+
+def _acc(evaluation: dict[str, Any], kind: str, level: float) -> float:
+    if kind == "clean":
+        return evaluation["clean"]
+    hits = [r["acc"] for r in evaluation["rows"] if r["kind"] == kind and np.isclose(r["level"], level)]
+    return hits[0] if hits else float("nan")
+
+
+def frame(collected: list[tuple[RunConfig, dict[str, Any], dict[str, Any]]], default_steps: int) -> pd.DataFrame:
+    """One row per run: dataset, T, N, h, model, seed, the ``ACCURACIES``, and the mechanism measures with their
+    predictions (medians over the images for measured gains)."""
+    rows = []
+    for cfg, ev, mech in collected:
+        row: dict[str, Any] = {"dataset": cfg.dataset, "T": cfg.T, "N": cfg.steps, "h": cfg.h,
+                               "model": model_label(cfg, default_steps), "seed": cfg.seed}
+        row.update({name: _acc(ev, *where) for name, where in ACCURACIES.items()})
+        row.update({
+            "certified rate (min)": min(mech["certified_rate"]), "exp(-rho T)": mech["exp_rho_T"],
+            "exp(-h sum rate)": mech["exp_certified"], "Euler bound": mech["flow_bound"],
+            "lambda_max": mech["lambda_max"], "exp(h sum lambda)": mech["exp_lambda"],
+            "flow gain (Gauss)": mech["gaussian"]["flow"]["median"], "flow gain (PGD)": mech["pgd"]["flow"]["median"],
+            "flow gain (PGD) q90": mech["pgd"]["flow"]["q90"],
+            "input gain (PGD)": mech["pgd"]["input"]["median"], "head gain (PGD)": mech["pgd"]["head"]["median"],
+            "total gain (PGD)": mech["pgd"]["total"]["median"], "input bound": mech["input_bound"],
+            "head bound": mech["head_bound"], "dense checks": mech["dense_checks"],
+        })
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def mean_sd(data: pd.DataFrame, columns: list[str], digits: int = 3) -> pd.DataFrame:
+    """'mean ± sd' over seeds of ``columns`` per (dataset, T, model), in first-seen order."""
+    keys = ["dataset", "T", "model"]
+    grouped = data.groupby(keys, sort=False)[columns]
+    mean, sd = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
+    cells = {c: [f"{a:.{digits}f} ± {b:.{digits}f}" for a, b in zip(mean[c], sd[c], strict=True)] for c in columns}
+    return pd.DataFrame(cells, index=mean.index)
+
+
+def _bits(evaluation: dict[str, Any], kind: str, level: float) -> np.ndarray:
+    """Per-image outcomes of one evaluation row (clean: on the attacked images, to pair with attacks)."""
+    if kind == "clean":
+        return unpack_bits(evaluation["clean_correct"], evaluation["n"])[:evaluation["n_attacked"]]
+    row = next(r for r in evaluation["rows"] if r["kind"] == kind and np.isclose(r["level"], level))
+    return unpack_bits(row["correct"], row["n"])
+
+
+def paired_vs_vanilla(collected: list[tuple[RunConfig, dict[str, Any], dict[str, Any]]], default_steps: int,
+                      columns: tuple[str, ...] = ("clean", "gauss 0.2", "PGD 0.05", "PGD 0.1")) -> pd.DataFrame:
+    """Per dataset, T, model other than vanilla and accuracy column: the paired comparison with the vanilla CNODE
+    of the same dataset and T over the same seeds (``stats.paired``; needs per-image outcomes)."""
+    groups: dict[tuple[str, float, str], dict[int, dict[str, Any]]] = {}
+    for cfg, ev, _ in collected:
+        groups.setdefault((cfg.dataset, cfg.T, model_label(cfg, default_steps)), {})[cfg.seed] = ev
+    rows = []
+    for (dataset, T, model), by_seed in groups.items():
+        base = groups.get((dataset, T, "vanilla"))
+        if model == "vanilla" or base is None:
+            continue
+        seeds = sorted(set(by_seed) & set(base))
+        for column in columns:
+            kind, level = ACCURACIES[column]
+            found = stats.paired(np.stack([_bits(by_seed[s], kind, level) for s in seeds]),
+                                 np.stack([_bits(base[s], kind, level) for s in seeds]))
+            rows.append({"dataset": dataset, "T": T, "model": model, "accuracy": column, **found})
+    return pd.DataFrame(rows)
+
+
+def decide(data: pd.DataFrame, compare: pd.DataFrame, eps_column: str = "PGD 0.05") -> pd.DataFrame:
+    """The chapter's decision rule per dataset, T and model R other than the vanilla V (same T; the regularized
+    models, and the weight-decay ablation that tests the rival explanation):
+    (i) R is more robust (paired verdict "higher" at ``eps_column``); (ii) R's flow shrinks its own PGD
+    perturbation more than V's (median flow gains, means over seeds); (iii) the flow accounts for at least half of
+    the drop in output change: ``log(flow_R / flow_V) <= 0.5 log(total_R / total_V)`` with the latter < 0.
+    Answer: 'nothing to explain' without (i); 'contraction explains it' with all three; else 'not contraction'."""
+    means = data.groupby(["dataset", "T", "model"], sort=False)[["flow gain (PGD)", "total gain (PGD)"]].mean()
+    rows = []
+    for (dataset, T, model), m in means.iterrows():
+        if model == "vanilla" or (dataset, T, "vanilla") not in means.index:
+            continue
+        v = means.loc[(dataset, T, "vanilla")]
+        hit = compare[(compare["dataset"] == dataset) & (compare["T"] == T) & (compare["model"] == model)
+                      & (compare["accuracy"] == eps_column)]
+        robust = not hit.empty and hit["verdict"].iloc[0] == "higher"
+        flow_ratio = m["flow gain (PGD)"] / v["flow gain (PGD)"]
+        total_ratio = m["total gain (PGD)"] / v["total gain (PGD)"]
+        shrinks = flow_ratio < 1
+        share = np.log(flow_ratio) / np.log(total_ratio) if total_ratio < 1 else float("nan")
+        accounts = bool(total_ratio < 1 and np.log(flow_ratio) <= 0.5 * np.log(total_ratio))
+        answer = ("nothing to explain" if not robust else
+                  "contraction explains it" if shrinks and accounts else "not contraction")
+        rows.append({"dataset": dataset, "T": T, "model": model, "(i) more robust": robust,
+                     "flow gain R / V": flow_ratio, "total gain R / V": total_ratio, "flow share of the drop": share,
+                     "(ii) flow shrinks more": bool(shrinks), "(iii) flow accounts": accounts, "answer": answer})
+    return pd.DataFrame(rows)
+
+
+def answer_lines(decision: pd.DataFrame, compare: pd.DataFrame, eps_column: str) -> str:
+    """One markdown bullet per row of ``decide``: the answer with its numbers (paired difference at
+    ``eps_column`` with its interval, flow and total gain ratios)."""
+    lines = []
+    for row in decision.to_dict("records"):
+        hit = compare[(compare["dataset"] == row["dataset"]) & (compare["T"] == row["T"])
+                      & (compare["model"] == row["model"]) & (compare["accuracy"] == eps_column)].iloc[0]
+        lines.append(f"- **{row['dataset']}, T = {row['T']:g}, {row['model']}**: {row['answer']}. {eps_column} "
+                     f"accuracy {hit['diff']:+.3f} [{hit['lo']:+.3f}, {hit['hi']:+.3f}] against vanilla "
+                     f"({hit['verdict']}); flow gain {row['flow gain R / V']:.2f}x and total gain "
+                     f"{row['total gain R / V']:.2f}x vanilla's.")
+    return "\n".join(lines) + "\n"
+
+
+def dense_frame(data: pd.DataFrame) -> pd.DataFrame:
+    """The dense re-checks of the Lanczos ``lambda_max`` stored with the measurements: one row per check, with
+    the relative error (Lanczos never exceeds the true value)."""
+    rows = [{"dataset": r["dataset"], "T": r["T"], "model": r["model"], "seed": r["seed"], "step": c["step"] + 1,
+             "Lanczos": c["lanczos"], "dense": c["dense"],
+             "relative error": abs(c["lanczos"] - c["dense"]) / max(abs(c["dense"]), 1e-12)}
+            for r in data.to_dict("records") for c in r["dense checks"]]
+    return pd.DataFrame(rows)
