@@ -15,11 +15,14 @@ from cnode.perturbations import pgd
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CNODE_RESULTS", str(root))  # the audit trains its transfer sources into the default store
     common = dict(epochs=3, lr=1e-2, train_subset=2048)
     vanilla = store.load_or_train(RunConfig.from_profile("smoke", **common), root)
     cnn = store.load_or_train(RunConfig.from_profile("smoke", model="cnn", **common), root)
     x, y = data.load("mnist", "test", 48)
-    return vanilla, cnn, x, y
+    yield vanilla, cnn, x, y
+    mp.undo()
 
 
 def test_autoattack_wrapper_stays_in_the_ball_and_the_box(models):
@@ -32,8 +35,9 @@ def test_autoattack_wrapper_stays_in_the_ball_and_the_box(models):
 
 def test_masked_control_is_flagged_and_the_plain_model_is_not(models, tmp_path):
     vanilla, cnn, _, _ = models
-    plain = store.load_or_audit(vanilla, "smoke", {"cnn": cnn})
-    control = store.load_or_audit(vanilla, "smoke", {"cnn": cnn, "vanilla": vanilla}, control_levels=4)
+    plain = store.load_or_audit(vanilla, "smoke")
+    control = store.load_or_audit(vanilla, "smoke", control_levels=4)
+    assert plain["sources"] == {"cnn": cnn.cfg.key()} and set(control["sources"]) == {"cnn", "vanilla"}
     tol = audit.AUDITS["smoke"].tolerance
     assert audit.verdict(plain["eps"]["0.1"], tol) == []
     reasons = audit.verdict(control["eps"]["0.1"], tol)
@@ -42,7 +46,19 @@ def test_masked_control_is_flagged_and_the_plain_model_is_not(models, tmp_path):
     assert entry["card_min"] <= min(entry["acc"].values()) + 1e-9  # the per-image minimum is below every attack
     assert set(entry["solvers"]) == {"euler2x", "rk4"}
     # cached: a second call reads the file
-    assert store.load_or_audit(vanilla, "smoke", {"cnn": cnn}) == plain
+    assert store.load_or_audit(vanilla, "smoke") == plain
+    assert (vanilla.path / store.audit_file(vanilla.cfg, "smoke")).exists()
+    certificate = plain["certificate"]
+    assert certificate["max_local_gain"] <= certificate["bound"]["total"]
+    assert len(certificate["radius"]) == plain["n"] and set(certificate["l2_pgd"]) == {"0.1", "0.5", "2"}
+
+
+def test_transfer_sources_are_trained_like_the_target():
+    cfg = RunConfig.from_profile("paper", dataset="fashion", seed=2, regularizer="weight", rho=0.25, T=1.0)
+    sources = audit.sources_for(cfg)
+    assert sources["vanilla"] == RunConfig.from_profile("paper", dataset="fashion", seed=2)
+    assert sources["cnn"] == RunConfig.from_profile("paper", dataset="fashion", seed=2, model="cnn")
+    assert set(audit.sources_for(sources["vanilla"])) == {"cnn"}
 
 
 def test_solver_variants_keep_the_weights_and_converge_to_each_other(models):

@@ -79,6 +79,14 @@ def check_horizon(values: dict) -> None:
     assert sum("T = 1, weight (N=8)" in line for line in lines) == 1
 
 
+def check_trust(values: dict) -> None:
+    assert values["t_images"] == 48 and values["t_cards"] == 5  # four models at T = 0.1 and weight at T = 1
+    assert values["t_slack_min"] >= 1  # the bound is never below an exact local gain
+    assert values["t_control"] == "flagged" and values["t_plain"] == "not flagged"
+    assert 0 <= values["t_flagged"] <= values["t_cards"] and values["t_overstated"] >= 0
+    assert 0 <= values["t_best_cert"] <= 1
+
+
 #: chapter stem -> (tiny parameters, assertions on the glued values). Every chapter needs an entry.
 SMOKE = {
     "01_contraction": (dict(kernels=6, starts=2, size=4, channels=2, rho=2.0), check_contraction),
@@ -90,6 +98,7 @@ SMOKE = {
                 check_cost),
     "06_horizon": (dict(profile="smoke", datasets=["mnist"], seeds=[0, 1], suite="smoke", mechanism="smoke",
                         fine_steps=8, decision_eps=0.1), check_horizon),
+    "07_trust": (dict(profile="smoke", datasets=["mnist"], audit="smoke"), check_trust),
 }
 
 

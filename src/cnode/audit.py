@@ -23,8 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from cnode import checks
+from cnode.config import RunConfig
 from cnode.evaluate import correct, pack_bits
-from cnode.models import ConvNODE
+from cnode.lipschitz import certified_radius, jacobian_norms, lipschitz_bound
+from cnode.models import CNN, ConvNODE
 from cnode.perturbations import frozen, pgd
 
 AUDIT_SCHEMA = 1
@@ -47,12 +49,13 @@ class AuditSettings:
     square_queries: int = 5000
     aa_attacks: tuple[str, ...] | None = None
     tolerance: float = 0.01
+    l2_radii: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("images", "pgd_steps", "strong_steps", "strong_restarts", "square_queries"):
             checks.positive_int(name, getattr(self, name))
-        for eps in self.eps:
+        for eps in (*self.eps, *self.l2_radii):
             checks.positive("eps", eps)
 
     def key(self, sources: list[str]) -> str:
@@ -66,7 +69,7 @@ class AuditSettings:
 
 AUDITS: dict[str, AuditSettings] = {
     "smoke": AuditSettings(images=48, eps=(0.1,), strong_steps=10, strong_restarts=2, square_queries=100,
-                           aa_attacks=("apgd-ce", "apgd-dlr")),
+                           aa_attacks=("apgd-ce", "apgd-dlr"), l2_radii=(0.1, 0.5, 2.0), tolerance=0.05),
     "paper": AuditSettings(),
 }
 
@@ -135,7 +138,7 @@ def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, settings: Aud
         if text.startswith("robust accuracy after "):
             name, value = text[len("robust accuracy after "):].split(":")[:2]
             after[name.strip().upper()] = float(value.split("%")[0]) / 100
-    flags = [r.getMessage() for r in capture.records if r.levelno >= logging.WARNING]
+    flags = list(dict.fromkeys(r.getMessage() for r in capture.records if r.levelno >= logging.WARNING))
     return adv.detach(), {"after": after, "flags": flags}
 
 
@@ -163,8 +166,30 @@ def card(model: nn.Module, x: Tensor, y: Tensor, settings: AuditSettings,
     minima, AutoAttack's per-attack accuracies and flags, the solver checks, and seconds per part."""
     model.eval()
     clean = correct(model, x, y, 500)
-    return {"n": len(x), "clean": pack_bits(clean), "clean_acc": clean.float().mean().item(),
-            "eps": {f"{eps:g}": _entry(model, x, y, eps, settings, sources) for eps in settings.eps}}
+    out = {"n": len(x), "clean": pack_bits(clean), "clean_acc": clean.float().mean().item(),
+           "eps": {f"{eps:g}": _entry(model, x, y, eps, settings, sources) for eps in settings.eps}}
+    if isinstance(model, ConvNODE | CNN):
+        out["certificate"] = certify(model, x, y, settings)
+    return out
+
+
+def certify(model: nn.Module, x: Tensor, y: Tensor, s: AuditSettings) -> dict[str, Any]:
+    """Part 1 of chapter 7: the Lipschitz bound of ``model`` by its factors, every image's certified L2 radius,
+    the largest exact local gain over the images (a check from below: it never exceeds the bound), and the
+    empirical L2 PGD accuracy (PGD-``strong_steps``, ``strong_restarts`` restarts, margin loss) at each
+    ``l2_radii``, to compare with the certified accuracy at the same radius."""
+    start = time.perf_counter()
+    bound = lipschitz_bound(model)
+    with torch.no_grad():
+        radius = certified_radius(model(x), y, bound["total"])
+    gains = jacobian_norms(model, x)
+    pgd_acc = {}
+    for r in s.l2_radii:
+        adv = pgd(model, x, y, r, s.strong_steps, 2.5 * r / s.strong_steps, s.strong_restarts, loss="margin",
+                  generator=torch.Generator().manual_seed(s.seed + 3), norm="l2")
+        pgd_acc[f"{r:g}"] = correct(model, adv, y, 500).float().mean().item()
+    return {"bound": bound, "radius": radius.tolist(), "max_local_gain": gains.max().item(),
+            "median_local_gain": gains.median().item(), "l2_pgd": pgd_acc, "seconds": time.perf_counter() - start}
 
 
 def _entry(model: nn.Module, x: Tensor, y: Tensor, eps: float, s: AuditSettings,
@@ -223,6 +248,17 @@ def _solver_checks(model: ConvNODE, x: Tensor, y: Tensor, eps: float, s: AuditSe
                        "crafted_variant_eval_train": back.float().mean().item(),
                        "new_breaks": (white & ~back).float().mean().item()}
     return found
+
+
+def sources_for(cfg: RunConfig) -> dict[str, RunConfig]:
+    """The models transfer attacks on ``cfg`` are crafted on: the CNN and the vanilla CNODE trained like ``cfg``
+    (same profile, data, seed and budget; the profile's T and N), less ``cfg`` itself."""
+    base = RunConfig.from_profile(cfg.profile)
+    common = dict(regularizer="none", rho=base.rho, init="auto", T=base.T, steps=base.steps, solver=base.solver,
+                  weight_decay=0.0)
+    found = {"cnn": dataclasses.replace(cfg, model="cnn", **common),
+             "vanilla": dataclasses.replace(cfg, model="cnode", **common)}
+    return {name: src for name, src in found.items() if src.key() != cfg.key()}
 
 
 def verdict(entry: dict[str, Any], tolerance: float) -> list[str]:

@@ -97,3 +97,21 @@ def horizon_runs(profile: str, datasets: list[str], seeds: list[int], horizons: 
     fine = [RunConfig.from_profile(profile, dataset=fine_dataset, regularizer=fine_regularizer, rho=rho, seed=seed,
                                    T=fine_T, steps=fine_steps, device=device) for seed in _seeds(seeds)]
     return {"main": main, "fine": fine, "decay": decay}
+
+
+def trust_runs(profile: str, datasets: list[str], seeds: list[int], rho: float, long_T: float,
+               device: str = "auto") -> list[RunConfig]:
+    """Chapter 7: the headline models the audit cards cover, per dataset and seed: the vanilla, weight- and
+    Jacobian-regularized CNODEs and the CNN of chapter 3 (the profile's T), and the weight-regularized CNODE at
+    ``long_T`` (chapter 6)."""
+    checks.positive("rho", rho)
+    checks.positive("long_T", long_T)
+    runs = []
+    for dataset in datasets:
+        for seed in _seeds(seeds):
+            common = dict(dataset=dataset, seed=seed, device=device)
+            runs += [RunConfig.from_profile(profile, **common), RunConfig.from_profile(profile, model="cnn", **common)]
+            runs += [RunConfig.from_profile(profile, regularizer=reg, rho=rho, **common)
+                     for reg in ("weight", "jacobian")]
+            runs.append(RunConfig.from_profile(profile, regularizer="weight", rho=rho, T=long_T, **common))
+    return runs

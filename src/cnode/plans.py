@@ -37,6 +37,8 @@ class Plan:
     runs: tuple[RunConfig, ...]
     suite: str | None
     mechanism: str | None = None
+    audit: str | None = None  # ``cnode.audit`` settings of the masking card taken of every run
+    control_levels: int | None = None  # and of the positive control, behind the vanilla CNODE of the profile
 
     def missing(self, root: Path | None = None) -> tuple[list[RunConfig], list[RunConfig]]:
         """(runs not trained, runs not evaluated under ``suite``) in the store at ``root``."""
@@ -58,10 +60,29 @@ class Plan:
         name = f"mechanism-{MECHANISMS[self.mechanism].key()}.json"
         return [cfg for cfg in self.runs if cfg.model == "cnode" and not (run_dir(cfg, root) / name).exists()]
 
+    def controls(self) -> list[RunConfig]:
+        """The runs whose model the positive control wraps: the vanilla CNODEs with the profile's T and N."""
+        if self.control_levels is None:
+            return []
+        from cnode.audit import sources_for
+
+        return [cfg for cfg in self.runs if cfg.model == "cnode" and "vanilla" not in sources_for(cfg)]
+
+    def unaudited(self, root: Path | None = None) -> list[RunConfig]:
+        """The runs without the plan's masking card (or, for ``controls``, without the control's card)."""
+        if self.audit is None:
+            return []
+        from cnode.store import audit_file, run_dir
+
+        controls = {cfg.key() for cfg in self.controls()}
+        return [cfg for cfg in self.runs if not (run_dir(cfg, root) / audit_file(cfg, self.audit)).exists()
+                or (cfg.key() in controls
+                    and not (run_dir(cfg, root) / audit_file(cfg, self.audit, self.control_levels)).exists())]
+
     def todo(self, root: Path | None = None) -> list[RunConfig]:
-        """The runs not trained, not evaluated under ``suite`` or not measured, in plan order."""
+        """The runs not trained, not evaluated under ``suite``, not measured or not audited, in plan order."""
         untrained, unevaluated = self.missing(root)
-        keys = {cfg.key() for cfg in untrained + unevaluated + self.unmeasured(root)}
+        keys = {cfg.key() for cfg in untrained + unevaluated + self.unmeasured(root) + self.unaudited(root)}
         return [cfg for cfg in self.runs if cfg.key() in keys]
 
 
@@ -92,10 +113,15 @@ def _horizon(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None, str]:
 
 
 #: chapter stem -> its runs and suite from its parameters; chapters without runs (01) are not listed
+def _trust(p: Mapping[str, Any]) -> tuple[list[RunConfig], None, None, str, int]:
+    runs = experiments.trust_runs(p["profile"], p["datasets"], p["seeds"], p["rho"], p["long_T"], p["device"])
+    return runs, None, None, p["audit"], p["control_levels"]
+
+
 #: (a chapter's plan function returns its runs, its suite, and optionally its mechanism settings)
 PLANS: dict[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]] = {
     "02_training": _training, "03_robustness": _robustness, "04_rho_sweep": _sweep, "05_cost": _cost,
-    "06_horizon": _horizon,
+    "06_horizon": _horizon, "07_trust": _trust,
 }
 
 

@@ -247,7 +247,8 @@ def _panels(data: pd.DataFrame) -> tuple[Figure, list[tuple[object, str, float, 
 def _legend_below(fig: Figure, ax: object, columns: int) -> Figure:
     """One legend for the figure, from ``ax``'s entries, centred below the panels."""
     handles, labels = ax.get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    rows = -(-len(labels) // columns)
+    fig.tight_layout(rect=(0, min(0.4, 0.06 * rows + 0.02), 1, 1))
     fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize="x-small", frameon=False)
     return fig
 
@@ -290,3 +291,24 @@ def gain_parts_figure(data: pd.DataFrame) -> Figure:
         ax.set_title(f"{dataset}, T = {T:g}", fontsize="small")
         ax.set_ylabel("gain")
     return _legend_below(fig, panels[0][0], 3)
+
+
+def certified_figure(frame: pd.DataFrame) -> Figure:
+    """Chapter 7: certified L2 accuracy (solid, from the Lipschitz bound) and empirical L2 PGD accuracy (dashed)
+    against the radius on [0, 1] pixels, one colour per model, one panel per dataset; log radius axis."""
+    datasets = list(dict.fromkeys(frame["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.4 * len(datasets), 3.3), squeeze=False)
+    models = list(dict.fromkeys(frame["model"]))
+    colors = dict(zip(models, sns.color_palette(PALETTE, len(models)), strict=True))
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        part = frame[frame["dataset"] == dataset]
+        for (model, kind), group in part.groupby(["model", "kind"], sort=False):
+            mean = group.groupby("radius")["acc"].mean()
+            ax.plot(mean.index, mean.values, ls="-" if kind == "certified" else "--",
+                    marker=None if kind == "certified" else "o", ms=3, color=colors[model], label=f"{model} ({kind})")
+        ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(dataset, fontsize="small")
+        ax.set_xlabel("L2 radius on [0, 1] pixels")
+        ax.set_ylabel("accuracy")
+    return _legend_below(fig, axes[0][0], 2)

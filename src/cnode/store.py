@@ -270,25 +270,38 @@ def finals(cfgs: list[RunConfig], root: Path | None = None) -> list[tuple[RunCon
     return out
 
 
-def load_or_audit(run: Run, settings_name: str, sources: dict[str, Run], control_levels: int | None = None
-                  ) -> dict[str, Any]:
-    """The gradient-masking card of ``run`` (``cnode.audit``, book chapter 7) under the named settings, with
-    transfer attacks crafted on ``sources`` (name -> run), cached beside the run as ``audit-<key>.json``.
-    ``control_levels``: the card of the positive control instead, ``run``'s model behind an input quantization to
-    that many grey levels (``audit-control<levels>-<key>.json``)."""
+def audit_file(cfg: RunConfig, settings_name: str, control_levels: int | None = None) -> str:
+    """File name of the masking card of ``cfg`` beside its run (``load_or_audit``): keyed by the audit settings,
+    the AutoAttack version and the transfer sources' keys."""
     from cnode import audit
 
     settings = audit.AUDITS[checks.one_of("audit", settings_name, audit.AUDITS)]
-    key = settings.key([src.cfg.key() for src in sources.values()])
-    name = f"audit-{key}.json" if control_levels is None else f"audit-control{control_levels}-{key}.json"
+    sources = audit.sources_for(cfg)
+    if control_levels is not None:
+        sources["vanilla"] = cfg
+    key = settings.key([src.key() for src in sources.values()])
+    return f"audit-{key}.json" if control_levels is None else f"audit-control{control_levels}-{key}.json"
+
+
+def load_or_audit(run: Run, settings_name: str, control_levels: int | None = None) -> dict[str, Any]:
+    """The gradient-masking card of ``run`` (``cnode.audit``, book chapter 7) under the named settings, cached
+    beside the run (``audit_file``). Transfer attacks are crafted on ``audit.sources_for`` (trained here if
+    missing). ``control_levels``: the card of the positive control instead: ``run``'s model behind an input
+    quantization to that many grey levels, with ``run`` itself among the transfer sources."""
+    from cnode import audit
+
+    settings = audit.AUDITS[checks.one_of("audit", settings_name, audit.AUDITS)]
 
     def compute() -> dict[str, Any]:
+        sources = {name: load_or_train(cfg) for name, cfg in audit.sources_for(run.cfg).items()}
+        if control_levels is not None:
+            sources["vanilla"] = run
         images, labels = data.load(run.cfg.dataset, "test", settings.images)
         model = run.model if control_levels is None else audit.Quantized(run.model, control_levels)
         start = time.perf_counter()
         found = audit.card(model, images, labels, settings, {k: src.model for k, src in sources.items()})
-        return {"audit": settings_name, "settings": dataclasses.asdict(settings), "sources": {
-            k: src.cfg.key() for k, src in sources.items()}, "control_levels": control_levels, **found,
-            "threads": torch.get_num_threads(), "seconds": time.perf_counter() - start}
+        return {"audit": settings_name, "settings": dataclasses.asdict(settings),
+                "sources": {k: src.cfg.key() for k, src in sources.items()}, "control_levels": control_levels,
+                **found, "threads": torch.get_num_threads(), "seconds": time.perf_counter() - start}
 
-    return _load_or_derive(run, name, compute)
+    return _load_or_derive(run, audit_file(run.cfg, settings_name, control_levels), compute)

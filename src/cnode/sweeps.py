@@ -51,10 +51,11 @@ def resolve(chapter: str, p: list[tuple[str, str]] = (), y: list[tuple[str, str]
     return checks.parameters(namespace)
 
 
-def job(cfg_fields: dict[str, Any], suite: str | None, threads: int, nice: bool, mechanism: str | None = None
-        ) -> str:
-    """One run, as a worker executes it: train (or load, or resume), evaluate, and for a ConvNODE take the
-    mechanism measurements when the plan has them; returns the run's label."""
+def job(cfg_fields: dict[str, Any], suite: str | None, threads: int, nice: bool, mechanism: str | None = None,
+        audit: str | None = None, control_levels: int | None = None) -> str:
+    """One run, as a worker executes it: train (or load, or resume), evaluate, and, where the plan has them, take
+    the mechanism measurements (ConvNODEs) and the masking card (with the positive control's where
+    ``control_levels`` is given); returns the run's label."""
     import torch
 
     from cnode import store
@@ -68,6 +69,10 @@ def job(cfg_fields: dict[str, Any], suite: str | None, threads: int, nice: bool,
         store.load_or_evaluate(run, suite)
     if mechanism is not None and cfg.model == "cnode":
         store.load_or_measure(run, mechanism)
+    if audit is not None:
+        store.load_or_audit(run, audit)
+        if control_levels is not None:
+            store.load_or_audit(run, audit, control_levels)
     return cfg.label()
 
 
@@ -111,11 +116,13 @@ def sweep(chapter: str, params: dict[str, Any], executor: str = "local", workers
     ex.update_parameters(timeout_min=timeout_min, cpus_per_task=threads, name=f"cnode-{chapter}",
                          **({f"slurm_{k}": v for k, v in (slurm or {}).items()} if executor == "slurm" else {}))
     pending, running, done = list(missing), [], []
+    controls = {c.key() for c in plan.controls()}
     with tqdm(total=len(missing), desc=f"{chapter} runs", disable=None) as bar:
         while pending or running:
             while pending and len(running) < workers:
                 cfg = pending.pop(0)
-                running.append(ex.submit(job, cfg.to_dict(), plan.suite, threads, nice, plan.mechanism))
+                running.append(ex.submit(job, cfg.to_dict(), plan.suite, threads, nice, plan.mechanism, plan.audit,
+                                         plan.control_levels if cfg.key() in controls else None))
             for j in [j for j in running if j.done()]:
                 done.append(j.result())  # a failed job raises here, with its log folder in the message
                 running.remove(j)

@@ -1,0 +1,112 @@
+"""Book chapter 7 (issue 14): the frames of its tables and figures, from the stored masking cards.
+
+``collect`` reads (or, for inline profiles, computes) every card of the chapter's plan; the rest turns cards into
+tidy frames: the Lipschitz bound by factors, certified against empirical L2 accuracy, the card per model and
+radius with its masking verdict, and what the card changes in chapter 3's PGD numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cnode import audit, store
+from cnode.config import RunConfig
+from cnode.plans import Plan
+
+#: attack columns of the card table, in the order the chapter shows them
+ATTACKS = {"pgd20": "PGD-20", "pgd_strong": "PGD-100x5 margin", "autoattack": "AutoAttack",
+           "transfer_cnn": "transfer from CNN", "transfer_vanilla": "transfer from vanilla", "square": "Square"}
+
+
+def model_name(cfg: RunConfig, base_T: float) -> str:
+    """'CNN', 'vanilla', 'weight', 'jacobian', with ' T=1' where the horizon is not the profile's."""
+    name = "CNN" if cfg.model == "cnn" else "vanilla" if cfg.regularizer == "none" else cfg.regularizer
+    return name if cfg.model == "cnn" or cfg.T == base_T else f"{name} T={cfg.T:g}"
+
+
+def collect(plan: Plan) -> list[tuple[RunConfig, str, dict[str, Any]]]:
+    """(config, model name, card) for every run of the plan, then (config, name + ' + quantized input', the
+    control's card) for each run the positive control wraps."""
+    base_T = RunConfig.from_profile(plan.runs[0].profile).T
+    out = []
+    for cfg in plan.runs:
+        out.append((cfg, model_name(cfg, base_T), store.load_or_audit(store.load_or_train(cfg), plan.audit)))
+    for cfg in plan.controls():
+        name = f"{model_name(cfg, base_T)} + quantized input ({plan.control_levels} levels)"
+        out.append((cfg, name, store.load_or_audit(store.load_or_train(cfg), plan.audit, plan.control_levels)))
+    return out
+
+
+def bound_frame(cards: list[tuple[RunConfig, str, dict[str, Any]]]) -> pd.DataFrame:
+    """Per model with a certificate: the factors of its Lipschitz bound, the bound, the largest exact local gain
+    found on the images (a lower bound), and the median certified L2 radius (and its L-inf equivalent, /28)."""
+    rows = []
+    for cfg, name, card in cards:
+        cert = card.get("certificate")
+        if cert is None:
+            continue
+        b = cert["bound"]
+        radius = np.array(cert["radius"])
+        rows.append({"dataset": cfg.dataset, "model": name, "seed": cfg.seed, "input": b["input"], "flow / layers":
+                     b["flow"], "head": b["head"], "bound L": b["total"], "largest local gain":
+                     cert["max_local_gain"], "median certified L2 radius": float(np.median(radius)),
+                     "its L-inf radius (/28)": float(np.median(radius)) / 28})
+    return pd.DataFrame(rows)
+
+
+def certified_frame(cards: list[tuple[RunConfig, str, dict[str, Any]]], points: int = 40) -> pd.DataFrame:
+    """Per model: certified accuracy (certified radius >= r) on a log grid of ``points`` radii from 1e-3 to the
+    largest audited radius, plus the audited radii (kind 'certified'), and the empirical L2 PGD accuracy at each
+    audited radius (kind 'L2 PGD'); columns dataset, model, seed, radius, kind, acc."""
+    rows = []
+    for cfg, name, card in cards:
+        cert = card.get("certificate")
+        if cert is None:
+            continue
+        radius = np.array(cert["radius"])
+        audited = [float(r) for r in cert["l2_pgd"]]
+        common = {"dataset": cfg.dataset, "model": name, "seed": cfg.seed}
+        for r in sorted({*np.geomspace(1e-3, max(audited), points).tolist(), *audited}):
+            rows.append({**common, "radius": r, "kind": "certified", "acc": float((radius >= r).mean())})
+        rows += [{**common, "radius": float(r), "kind": "L2 PGD", "acc": acc} for r, acc in cert["l2_pgd"].items()]
+    return pd.DataFrame(rows)
+
+
+def card_frame(cards: list[tuple[RunConfig, str, dict[str, Any]]], tolerance: float) -> pd.DataFrame:
+    """One row per model and L-inf eps: clean accuracy, every attack's accuracy, the white-box minimum, the card's
+    per-image minimum, the share broken only by black-box attacks, and the masking verdict's reasons."""
+    rows = []
+    for cfg, name, card in cards:
+        for eps, entry in card["eps"].items():
+            reasons = audit.verdict(entry, tolerance)
+            rows.append({"dataset": cfg.dataset, "model": name, "eps": float(eps), "clean": card["clean_acc"],
+                         **{label: entry["acc"].get(key, float("nan")) for key, label in ATTACKS.items()},
+                         "white-box min": entry["white_box_min"], "card min": entry["card_min"],
+                         "broken only by black box": entry["broken_only_by_black_box"],
+                         "verdict": f"masking suspected ({len(reasons)} signs)" if reasons else "none found",
+                         "masking": "; ".join(reasons) if reasons else "none found",
+                         "minutes": sum(entry["seconds"].values()) / 60})
+    return pd.DataFrame(rows)
+
+
+def solver_frame(cards: list[tuple[RunConfig, str, dict[str, Any]]]) -> pd.DataFrame:
+    """Per CNODE, eps and solver variant: clean accuracy with the variant, PGD-20 crafted on the training solver
+    and evaluated on the variant, crafted and evaluated on the variant, crafted on the variant and evaluated on
+    the training solver, and the images that last attack newly breaks."""
+    rows = []
+    for cfg, name, card in cards:
+        for eps, entry in card["eps"].items():
+            for kind, check in entry.get("solvers", {}).items():
+                rows.append({"dataset": cfg.dataset, "model": name, "eps": float(eps), "solver": kind, **check})
+    return pd.DataFrame(rows)
+
+
+def corrections(frame: pd.DataFrame) -> pd.DataFrame:
+    """What the card changes in chapter 3's PGD-20 on the same images: PGD-20, the card's minimum, and their
+    difference (how much chapter 3's number overstated robust accuracy)."""
+    out = frame[["dataset", "model", "eps", "PGD-20", "card min"]].copy()
+    out["overstated by"] = out["PGD-20"] - out["card min"]
+    return out
