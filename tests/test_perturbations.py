@@ -138,6 +138,8 @@ def test_attack_subset_and_per_image_outcomes(trained):
         result["clean_attacked"])
     by = {(r["kind"], r["level"]): r["acc"] for r in result["rows"]}
     assert by[("pgd", 0.0)] == result["clean_attacked"]
+    clipped_only = robustness(run.model, x, y, dataclasses.replace(suite, noclip=False, eps=(0.1,)))
+    assert {r["kind"] for r in clipped_only["rows"]} == {"gaussian", "salt_pepper", "fgsm", "pgd"}
     # the added fields enter the key when set, and leave the keys of suites that do not set them unchanged (the
     # committed cpu and sweep evaluations are stored under these names)
     assert suite.key() != dataclasses.replace(suite, attack_subset=None).key()
