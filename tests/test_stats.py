@@ -31,3 +31,36 @@ def test_paired_detects_a_real_gap_and_not_a_null_one():
     assert same.count("within noise") / 200 >= 0.9
     with pytest.raises(ValueError, match="seeds, images"):
         paired(base, base[:2])
+
+
+def test_paired_comparison_of_stored_evaluations():
+    """tables.paired_comparison reads per-image outcomes from evaluations: the best contractive model against
+    vanilla, the difference equal to the accuracy difference, and no row where outcomes are missing."""
+    import torch
+
+    from cnode.config import RunConfig
+    from cnode.evaluate import pack_bits
+    from cnode.tables import paired_comparison
+
+    rng = np.random.default_rng(2)
+
+    def evaluation(p_clean: float, p_pgd: float, bits: bool = True) -> dict:
+        clean, pgd = rng.random(400) < p_clean, rng.random(400) < p_pgd
+        rows = [{"kind": "pgd", "level": 0.1, "acc": pgd.mean(), "n": 400}]
+        if bits:
+            rows[0]["correct"] = pack_bits(torch.tensor(pgd))
+        out = {"clean": clean.mean(), "rows": rows, "n": 400, "n_attacked": 400}
+        return {**out, "clean_correct": pack_bits(torch.tensor(clean))} if bits else out
+
+    results = []
+    for seed in (0, 1, 2):
+        results.append((RunConfig.from_profile("smoke", seed=seed), evaluation(0.9, 0.2)))
+        results.append((RunConfig.from_profile("smoke", seed=seed, regularizer="weight"), evaluation(0.9, 0.6)))
+        results.append((RunConfig.from_profile("smoke", seed=seed, regularizer="jacobian"), evaluation(0.9, 0.3)))
+    found = paired_comparison(results).set_index("kind")
+    assert found.loc["pgd", "best contractive"] == "weight rho=1" and found.loc["pgd", "verdict"] == "higher"
+    weight = np.mean([r["rows"][0]["acc"] for c, r in results if c.regularizer == "weight"])
+    vanilla = np.mean([r["rows"][0]["acc"] for c, r in results if c.regularizer == "none"])
+    assert found.loc["pgd", "difference"] == pytest.approx(weight - vanilla)
+    without = [(c, evaluation(0.9, 0.5, bits=False)) for c, _ in results]
+    assert paired_comparison(without).empty

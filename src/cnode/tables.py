@@ -93,6 +93,48 @@ def comparison(frame: pd.DataFrame, baseline: str = "vanilla") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _outcomes(result: dict[str, Any], kind: str, level: float) -> np.ndarray | None:
+    """Per-image outcomes of one evaluation row (clean: on the attacked images), or None without them."""
+    from cnode.evaluate import unpack_bits
+
+    if kind == "clean":
+        bits = result.get("clean_correct")
+        return None if bits is None else unpack_bits(bits, result["n"])[:result["n_attacked"]]
+    row = next((r for r in result["rows"] if r["kind"] == kind and np.isclose(r["level"], level)), None)
+    return None if row is None or "correct" not in row else unpack_bits(row["correct"], row["n"])
+
+
+def paired_comparison(results: list[tuple[RunConfig, dict[str, Any]]], baseline: str = "vanilla") -> pd.DataFrame:
+    """``comparison`` with paired per-image verdicts (``stats.paired``: the seed-averaged per-image difference
+    with its 95 % interval; 'higher'/'lower' when it excludes 0 and every seed agrees, else 'within noise').
+    Needs evaluations with per-image outcomes (suites with ``per_image``); the best contractive model is the one
+    with the highest mean accuracy, as in ``comparison``."""
+    from cnode import stats
+
+    by: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    for cfg, result in results:
+        by.setdefault((cfg.dataset, model_name(cfg)), {})[cfg.seed] = result
+    frame = robustness_frame(results)
+    means = frame.groupby(["dataset", "kind", "level", "model"], sort=False)["acc"].mean()
+    rows = []
+    for (dataset, kind, level), part in means.groupby(level=[0, 1, 2], sort=False):
+        models = part.droplevel([0, 1, 2])
+        contractive = models[models.index.str.startswith(("weight", "jacobian"))]
+        if baseline not in models.index or contractive.empty:
+            continue
+        best = contractive.idxmax()
+        seeds = sorted(set(by[(dataset, best)]) & set(by[(dataset, baseline)]))
+        a = [_outcomes(by[(dataset, best)][s], kind, level) for s in seeds]
+        b = [_outcomes(by[(dataset, baseline)][s], kind, level) for s in seeds]
+        if any(x is None for x in a + b):
+            continue
+        found = stats.paired(np.stack(a), np.stack(b))
+        rows.append({"dataset": dataset, "kind": kind, "level": level, baseline: float(models[baseline]),
+                     "best contractive": best, "its accuracy": float(contractive.max()), "difference": found["diff"],
+                     "interval": f"[{found['lo']:+.3f}, {found['hi']:+.3f}]", "verdict": found["verdict"]})
+    return pd.DataFrame(rows)
+
+
 def comparison_display(compare: pd.DataFrame) -> pd.DataFrame:
     """``comparison``'s frame for the page: indexed by dataset, perturbation (book names) and level, rows in the
     book's order."""
