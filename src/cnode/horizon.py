@@ -68,13 +68,14 @@ def frame(collected: list[tuple[RunConfig, dict[str, Any], dict[str, Any]]], def
     return pd.DataFrame(rows)
 
 
-def mean_sd(data: pd.DataFrame, columns: list[str], digits: int = 3) -> pd.DataFrame:
-    """'mean ± sd' over seeds of ``columns`` per (dataset, T, model), in first-seen order."""
+def mean_sd(data: pd.DataFrame, columns: list[str], fmt: str = ".3f") -> pd.DataFrame:
+    """'mean ± sd' over seeds of ``columns`` per (dataset, T, model), each number in format ``fmt`` (".3g" for
+    quantities that span orders of magnitude); rows by dataset and T, models in plan order within."""
     keys = ["dataset", "T", "model"]
     grouped = data.groupby(keys, sort=False)[columns]
     mean, sd = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
-    cells = {c: [f"{a:.{digits}f} ± {b:.{digits}f}" for a, b in zip(mean[c], sd[c], strict=True)] for c in columns}
-    return pd.DataFrame(cells, index=mean.index)
+    cells = {c: [f"{a:{fmt}} ± {b:{fmt}}" for a, b in zip(mean[c], sd[c], strict=True)] for c in columns}
+    return pd.DataFrame(cells, index=mean.index).sort_index(level=[0, 1], sort_remaining=False)
 
 
 def _bits(evaluation: dict[str, Any], kind: str, level: float) -> np.ndarray:

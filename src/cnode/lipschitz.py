@@ -44,7 +44,7 @@ def conv_spectral_norm_power(weight: Tensor, size: int = 28, iters: int = 200, s
 
 
 def euler_step_bound(weight: Tensor, rate: float, h: float, b: float, size: int = 28) -> float:
-    """Lipschitz bound of one Euler step ``x + h sigma(K x + bias)`` (eq. ``euler-step``).
+    """Lipschitz bound of one Euler step ``x + h sigma(K x + bias)`` (eq. ``euler-bound`` of chapter 7).
 
     Its Jacobian is ``I + h D K`` with ``D`` diagonal in [a, b], so ``||I + h D K||^2 <= 1 + 2 h mu_2(D K) +
     h^2 b^2 ||K||^2 <= 1 - 2 h rate + h^2 b^2 ||K||^2`` (``rate`` the certified rate, eq. ``cert-rate``; negative

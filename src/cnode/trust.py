@@ -21,6 +21,12 @@ ATTACKS = {"pgd20": "PGD-20", "pgd_strong": "PGD-100x5 margin", "autoattack": "A
            "transfer_cnn": "transfer from CNN", "transfer_vanilla": "transfer from vanilla", "square": "Square"}
 
 
+#: the solver checks' columns as the page shows them: "crafted on -> evaluated on"
+SOLVER_COLUMNS = {"clean": "clean", "crafted_train_eval_variant": "train -> variant",
+                  "crafted_variant_eval_variant": "variant -> variant",
+                  "crafted_variant_eval_train": "variant -> train", "new_breaks": "new breaks"}
+
+
 def model_name(cfg: RunConfig, base_T: float) -> str:
     """'CNN', 'vanilla', 'weight', 'jacobian', with ' T=1' where the horizon is not the profile's."""
     name = "CNN" if cfg.model == "cnn" else "vanilla" if cfg.regularizer == "none" else cfg.regularizer
@@ -55,6 +61,13 @@ def bound_frame(cards: list[tuple[RunConfig, str, dict[str, Any]]]) -> pd.DataFr
                      cert["max_local_gain"], "median certified L2 radius": float(np.median(radius)),
                      "its L-inf radius (/28)": float(np.median(radius)) / 28})
     return pd.DataFrame(rows)
+
+
+def bound_display(bounds: pd.DataFrame) -> pd.DataFrame:
+    """``bound_frame`` for the page: indexed by dataset and model, numbers to 3 significant digits (bounds span
+    orders of magnitude), the L-inf radius left to the text."""
+    shown = bounds.drop(columns=["seed", "its L-inf radius (/28)"]).set_index(["dataset", "model"])
+    return shown.map(lambda v: f"{v:.3g}")
 
 
 def certified_frame(cards: list[tuple[RunConfig, str, dict[str, Any]]], points: int = 40) -> pd.DataFrame:
@@ -100,7 +113,8 @@ def solver_frame(cards: list[tuple[RunConfig, str, dict[str, Any]]]) -> pd.DataF
     for cfg, name, card in cards:
         for eps, entry in card["eps"].items():
             for kind, check in entry.get("solvers", {}).items():
-                rows.append({"dataset": cfg.dataset, "model": name, "eps": float(eps), "solver": kind, **check})
+                rows.append({"dataset": cfg.dataset, "model": name, "eps": float(eps), "solver": kind,
+                             **{SOLVER_COLUMNS[k]: v for k, v in check.items()}})
     return pd.DataFrame(rows)
 
 
