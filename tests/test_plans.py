@@ -53,3 +53,13 @@ def test_the_sweep_command_round_trips_through_the_sweep_parser():
     p = [(words[i + 1], words[i + 2]) for i in range(0, len(words), 3) if words[i] == "-p"]
     y = [(words[i + 1], words[i + 2]) for i in range(0, len(words), 3) if words[i] == "-y"]
     assert {k: v for k, v in sweeps.resolve("04_rho_sweep", p, y).items() if k in params} == params
+
+
+def test_trust_plan_audits_every_headline_model_and_wraps_the_vanilla_one(tmp_path):
+    found = plans.plan("07_trust", dict(profile="smoke", datasets=["mnist", "fashion"], seeds=[0], audit="smoke"))
+    names = sorted(f"{c.dataset} {c.label()} T={c.T:g}" for c in found.runs)
+    assert len(found.runs) == 10 and sum("weight" in n and "T=1" in n for n in names) == 2
+    assert found.audit == "smoke" and found.control_levels == 4
+    assert [(c.dataset, c.regularizer, c.model) for c in found.controls()] == [
+        ("mnist", "none", "cnode"), ("fashion", "none", "cnode")]
+    assert found.unaudited(tmp_path) == list(found.runs) == found.todo(tmp_path)
