@@ -94,7 +94,7 @@ GRID_ARGS ?= --workers 1
 PAPER   := -p profile paper -p suite paper
 paper-grid: $(DATA_STAMP)
 	$(BIN)/python -m cnode sweep 03_robustness $(PAPER) $(GRID_ARGS)
-	$(BIN)/python -m cnode sweep 06_horizon $(PAPER) $(GRID_ARGS)
+	$(BIN)/python -m cnode sweep 06_horizon $(PAPER) -p mechanism paper $(GRID_ARGS)
 	$(BIN)/python -m cnode sweep 04_rho_sweep $(PAPER) -y seeds '[0, 1, 2]' $(GRID_ARGS)
 
 # Debian's Chromium and its driver for the browser test (as root; elsewhere one line says what to install).
