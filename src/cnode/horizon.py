@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnode import stats, store
+from cnode import stats, store, tables
 from cnode.config import RunConfig
-from cnode.evaluate import unpack_bits
 from cnode.plans import Plan
 
 #: the accuracy columns of ``frame``: column -> (kind, level) of the evaluation rows
@@ -78,14 +77,6 @@ def mean_sd(data: pd.DataFrame, columns: list[str], fmt: str = ".3f") -> pd.Data
     return pd.DataFrame(cells, index=mean.index).sort_index(level=[0, 1], sort_remaining=False)
 
 
-def _bits(evaluation: dict[str, Any], kind: str, level: float) -> np.ndarray:
-    """Per-image outcomes of one evaluation row (clean: on the attacked images, to pair with attacks)."""
-    if kind == "clean":
-        return unpack_bits(evaluation["clean_correct"], evaluation["n"])[:evaluation["n_attacked"]]
-    row = next(r for r in evaluation["rows"] if r["kind"] == kind and np.isclose(r["level"], level))
-    return unpack_bits(row["correct"], row["n"])
-
-
 def paired_vs_vanilla(collected: list[tuple[RunConfig, dict[str, Any], dict[str, Any]]], default_steps: int,
                       columns: tuple[str, ...] = ("clean", "gauss 0.2", "PGD 0.05", "PGD 0.1")) -> pd.DataFrame:
     """Per dataset, T, model other than vanilla and accuracy column: the paired comparison with the vanilla CNODE
@@ -101,8 +92,8 @@ def paired_vs_vanilla(collected: list[tuple[RunConfig, dict[str, Any], dict[str,
         seeds = sorted(set(by_seed) & set(base))
         for column in columns:
             kind, level = ACCURACIES[column]
-            found = stats.paired(np.stack([_bits(by_seed[s], kind, level) for s in seeds]),
-                                 np.stack([_bits(base[s], kind, level) for s in seeds]))
+            found = stats.paired(np.stack([tables.outcomes(by_seed[s], kind, level) for s in seeds]),
+                                 np.stack([tables.outcomes(base[s], kind, level) for s in seeds]))
             rows.append({"dataset": dataset, "T": T, "model": model, "accuracy": column, **found})
     return pd.DataFrame(rows)
 

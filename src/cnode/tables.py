@@ -93,7 +93,7 @@ def comparison(frame: pd.DataFrame, baseline: str = "vanilla") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _outcomes(result: dict[str, Any], kind: str, level: float) -> np.ndarray | None:
+def outcomes(result: dict[str, Any], kind: str, level: float) -> np.ndarray | None:
     """Per-image outcomes of one evaluation row (clean: on the attacked images), or None without them."""
     from cnode.evaluate import unpack_bits
 
@@ -124,8 +124,8 @@ def paired_comparison(results: list[tuple[RunConfig, dict[str, Any]]], baseline:
             continue
         best = contractive.idxmax()
         seeds = sorted(set(by[(dataset, best)]) & set(by[(dataset, baseline)]))
-        a = [_outcomes(by[(dataset, best)][s], kind, level) for s in seeds]
-        b = [_outcomes(by[(dataset, baseline)][s], kind, level) for s in seeds]
+        a = [outcomes(by[(dataset, best)][s], kind, level) for s in seeds]
+        b = [outcomes(by[(dataset, baseline)][s], kind, level) for s in seeds]
         if any(x is None for x in a + b):
             continue
         found = stats.paired(np.stack(a), np.stack(b))
