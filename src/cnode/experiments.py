@@ -115,3 +115,23 @@ def trust_runs(profile: str, datasets: list[str], seeds: list[int], rho: float, 
                      for reg in ("weight", "jacobian")]
             runs.append(RunConfig.from_profile(profile, regularizer="weight", rho=rho, T=long_T, **common))
     return runs
+
+
+def rho_search_runs(profile: str, dataset: str, seeds: list[int], rhos: list[float], long_rhos: list[float],
+                    long_T: float, gammas: list[float], device: str = "auto") -> list[RunConfig]:
+    """Chapter 4's declared rho search (issue 13, item 4), declared before any of it ran: both regularizers on
+    ``dataset``, per gamma and seed, at every rho of ``rhos`` with the profile's T and at every rho of
+    ``long_rhos`` at ``long_T`` (the profile's N steps, so h = long_T / N). Every setting tried is reported."""
+    checks.positive("long_T", long_T)
+    runs = []
+    for gamma in gammas:
+        checks.positive("gamma", gamma)
+        for T, values in ((None, rhos), (long_T, long_rhos)):
+            for rho in values:
+                checks.positive("rho", rho)
+                for reg in ("weight", "jacobian"):
+                    for seed in _seeds(seeds):
+                        extra = {} if T is None else {"T": T}
+                        runs.append(RunConfig.from_profile(profile, dataset=dataset, regularizer=reg, rho=rho,
+                                                           gamma=gamma, seed=seed, device=device, **extra))
+    return runs

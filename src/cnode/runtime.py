@@ -17,4 +17,12 @@ def flush_denormals() -> bool:
     return torch.set_flush_denormal(True)
 
 
+def strict_float32() -> None:
+    """Keep float32 float32 on NVIDIA GPUs: no TF32 in matrix products or cuDNN convolutions (PyTorch allows
+    TF32 convolutions by default, a 10-bit mantissa), so a run's ``precision`` means the same on every device."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
 FLUSHING = flush_denormals()
+strict_float32()

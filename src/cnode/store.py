@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import platform
 import subprocess
 import time
@@ -111,6 +112,7 @@ def _provenance(cfg: RunConfig) -> dict[str, Any]:
                                 text=True, timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
+    commit = commit or os.environ.get("CNODE_GIT_COMMIT")  # a copy of the tree without .git (a lent GPU machine)
     device = resolve_device(cfg.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     return {"cnode": __version__, "git_commit": commit, "torch": torch.__version__, "device": device.type,
@@ -293,15 +295,19 @@ def load_or_audit(run: Run, settings_name: str, control_levels: int | None = Non
     settings = audit.AUDITS[checks.one_of("audit", settings_name, audit.AUDITS)]
 
     def compute() -> dict[str, Any]:
+        device = resolve_device(run.cfg.device)
         sources = {name: load_or_train(cfg) for name, cfg in audit.sources_for(run.cfg).items()}
         if control_levels is not None:
             sources["vanilla"] = run
         images, labels = data.load(run.cfg.dataset, "test", settings.images)
-        model = run.model if control_levels is None else audit.Quantized(run.model, control_levels)
+        model = run.model.to(device) if control_levels is None else audit.Quantized(run.model.to(device),
+                                                                                     control_levels)
         start = time.perf_counter()
-        found = audit.card(model, images, labels, settings, {k: src.model for k, src in sources.items()})
+        found = audit.card(model, images.to(device), labels.to(device), settings,
+                           {k: src.model.to(device) for k, src in sources.items()})
         return {"audit": settings_name, "settings": dataclasses.asdict(settings),
                 "sources": {k: src.cfg.key() for k, src in sources.items()}, "control_levels": control_levels,
-                **found, "threads": torch.get_num_threads(), "seconds": time.perf_counter() - start}
+                **found, "threads": torch.get_num_threads(), "seconds": time.perf_counter() - start,
+                "device": device.type}
 
     return _load_or_derive(run, audit_file(run.cfg, settings_name, control_levels), compute)
