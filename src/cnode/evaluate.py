@@ -23,8 +23,8 @@ def correct(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    out = [model(images[start:start + batch_size].to(device)).argmax(1).cpu() == labels[start:start + batch_size]
-           for start in range(0, len(images), batch_size)]
+    out = [model(images[start:start + batch_size].to(device)).argmax(1).cpu()
+           == labels[start:start + batch_size].cpu() for start in range(0, len(images), batch_size)]
     model.train(was_training)
     return torch.cat(out)
 

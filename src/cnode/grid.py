@@ -63,9 +63,10 @@ class Task:
 
 
 def tasks(grid: Iterable[tuple[str, dict[str, Any]]], search: dict[str, Any] | None = None,
-          suite: str = "paper", with_mechanism: bool = True) -> list[Task]:
+          suite: str = "paper", with_mechanism: bool = True, longest_first: bool = False) -> list[Task]:
     """The outstanding tasks of ``grid`` (and of the rho ``search``, evaluated with ``suite``), one per run key,
-    in priority order (first appearance); runs the store already holds complete are left out."""
+    in priority order (first appearance), or audits and fine-step runs first with ``longest_first`` (a short
+    tail for a pool with a deadline); runs the store already holds complete are left out."""
     found: dict[str, Task] = {}
     for chapter, params in grid:
         plan = plans.plan(chapter, params)
@@ -78,14 +79,15 @@ def tasks(grid: Iterable[tuple[str, dict[str, Any]]], search: dict[str, Any] | N
         stub = plans.Plan("rho_search", tuple(experiments.rho_search_runs(**search)), suite)
         for cfg in stub.todo():
             found.setdefault(cfg.key(), Task(cfg)).merge(Task(cfg, suite, chapters=["rho_search"]))
-    # longest first within the queue (audits, then fine-step runs), so that the pool's tail is short
+    if not longest_first:
+        return list(found.values())
     return sorted(found.values(), key=lambda t: (t.audit is None, t.cfg.steps <= RunConfig.from_profile(
         t.cfg.profile).steps))
 
 
-def _work(args: tuple[dict[str, Any], Task, float, bool]) -> tuple[str, str, float]:
+def _work(args: tuple[dict[str, Any], Task, float, bool, bool]) -> tuple[str, str, float]:
     """One task in a worker: (label, "done" | "skipped" | error line, seconds)."""
-    overrides, task, deadline, strict = args
+    overrides, task, deadline, strict, nice = args
     if time.time() > deadline:
         return task.cfg.label(), "skipped", 0.0
     import dataclasses
@@ -95,7 +97,7 @@ def _work(args: tuple[dict[str, Any], Task, float, bool]) -> tuple[str, str, flo
     start = time.time()
     cfg = dataclasses.replace(task.cfg, **overrides)
     try:
-        sweeps.job(cfg.to_dict(), task.suite, 1, False, task.mechanism, task.audit, task.control_levels)
+        sweeps.job(cfg.to_dict(), task.suite, 1, nice, task.mechanism, task.audit, task.control_levels)
     except Exception as exc:  # noqa: BLE001 - one failed run must not stop the grid; reported below
         if strict:
             raise
@@ -104,11 +106,11 @@ def _work(args: tuple[dict[str, Any], Task, float, bool]) -> tuple[str, str, flo
 
 
 def run(found: list[Task], workers: int, deadline_s: float, overrides: dict[str, Any] | None = None,
-        strict: bool = False) -> list[tuple[str, str, float]]:
+        strict: bool = False, nice: bool = False) -> list[tuple[str, str, float]]:
     """Run ``found`` with ``workers`` processes (spawned, one torch thread each); no task starts after
     ``deadline_s`` seconds, and tasks still running ``60 s`` later are stopped (their checkpoints stay)."""
     deadline = time.time() + deadline_s
-    jobs = [(overrides or {}, task, deadline, strict) for task in found]
+    jobs = [(overrides or {}, task, deadline, strict, nice) for task in found]
     out: list[tuple[str, str, float]] = []
     ctx = mp.get_context("spawn")
     pool = ctx.Pool(workers, initializer=_init_worker)
@@ -141,12 +143,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", choices=["paper", "smoke"], default="paper", help="smoke: a rehearsal in seconds")
     parser.add_argument("--no-search", action="store_true", help="leave out the rho search")
     parser.add_argument("--no-mechanism", action="store_true", help="leave the mechanism measurements for later")
+    parser.add_argument("--chapters", nargs="+", default=None, help="only these chapters of the grid")
+    parser.add_argument("--longest-first", action="store_true", help="audits and fine-step runs first")
+    parser.add_argument("--nice", action="store_true", help="run the workers at lower priority")
     parser.add_argument("--eager", action="store_true", help="do not torch.compile the training forward pass")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
     grid, search = (PAPER_GRID, RHO_SEARCH) if args.grid == "paper" else (SMOKE_GRID, None)
+    if args.chapters:
+        grid = [(ch, p) for ch, p in grid if ch in args.chapters]
     found = tasks(grid, None if args.no_search else search, "paper" if args.grid == "paper" else "smoke",
-                  with_mechanism=not args.no_mechanism)
+                  with_mechanism=not args.no_mechanism, longest_first=args.longest_first)
     print(f"grid: {len(found)} runs with work outstanding", flush=True)
     for task in found:
         todo = [n for n in ("suite", "mechanism", "audit", "control_levels") if getattr(task, n) is not None]
@@ -154,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{task.cfg.label()} [{', '.join(task.chapters)}] {', '.join(todo)}")
     if args.dry_run:
         return 0
-    done = run(found, args.workers, 60 * args.deadline_min, {"compile": False} if args.eager else None)
+    done = run(found, args.workers, 60 * args.deadline_min, {"compile": False} if args.eager else None,
+               nice=args.nice)
     failed = [d for d in done if d[1].startswith("error")]
     print(f"grid: {sum(d[1] == 'done' for d in done)} done, {len(failed)} failed, "
           f"{sum(d[1] == 'skipped' for d in done)} skipped, {len(found) - len(done)} stopped", flush=True)
