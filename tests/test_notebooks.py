@@ -50,6 +50,11 @@ def check_rho_sweep(values: dict) -> None:
     assert values["channels_total"] == 16
 
 
+def check_search(values: dict) -> None:
+    assert values["n_runs"] == 12 and values["n_settings"] == 4 and values["floor"] == 0.9  # 2 regs x (T, gamma)
+    assert values["answer"].startswith(("rho matters", "No setting"))
+
+
 def check_cost(values: dict) -> None:
     bench = json.loads((ROOT / "benchmarks" / "results" / "cpu.json").read_text())  # what the chapter reads
     targets = bench["targets"]
@@ -99,6 +104,8 @@ SMOKE = {
     "06_horizon": (dict(profile="smoke", datasets=["mnist"], seeds=[0, 1], suite="smoke", mechanism="smoke",
                         fine_steps=8, decision_eps=0.1), check_horizon),
     "07_trust": (dict(profile="smoke", datasets=["mnist"], audit="smoke"), check_trust),
+    "08_rho_search": (dict(profile="smoke", seeds=[0, 1], rhos=[0.5, 8.0], long_rhos=[1.0], gammas=[1.0],
+                           suite="smoke"), check_search),
 }
 
 

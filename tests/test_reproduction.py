@@ -18,7 +18,8 @@ from cnode.train import train
 
 
 def test_first_epoch_of_a_committed_run_is_reproduced_exactly():
-    cfg = plans.plan("02_training").runs[1]  # the weight-regularized CNODE of chapter 2
+    # the weight-regularized CNODE of chapter 2 on the laptop profile (a paper-scale epoch would cost a minute)
+    cfg = plans.plan("02_training", {"profile": "cpu"}).runs[1]
     stored = load(cfg)
     assert stored is not None, f"{cfg.label()} is not in the committed store"
     threads = torch.get_num_threads()

@@ -3,9 +3,10 @@
 ``python -m cnode sweep`` runs one chapter at a time through submitit (local, SLURM). On one machine with many
 cores and a GPU (a lent accelerator, a workstation), this module keeps every worker busy across chapters:
 ``python -m cnode grid --workers 14 --deadline-min 8`` takes the paper-scale grid of issue 13 in its priority
-order (chapter 3, the horizon chapter, the trust audit, chapter 4, the rho search), merges the tasks of a run that
-several chapters share, and starts no job after the deadline; jobs still running then are stopped, and their
-checkpoints resume on the next call. Results go to the store as in every other path (same keys on every device).
+order (chapter 3, the horizon chapter, the trust audit, chapter 4, the rho search of chapter 8), merges the
+tasks of a run that several chapters share, and starts no job after the deadline; jobs still running then are
+stopped, and their checkpoints resume on the next call. Results go to the store as in every other path (same
+keys on every device).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnode import experiments, plans
+from cnode import plans
 from cnode.config import RunConfig
 
 #: The paper-scale grid (issue 13) in its priority order: (chapter, parameters of its plan).
@@ -27,6 +28,7 @@ PAPER_GRID: list[tuple[str, dict[str, Any]]] = [
     ("06_horizon", {"profile": "paper", "suite": "paper", "mechanism": "paper"}),
     ("07_trust", {"profile": "paper", "audit": "paper"}),
     ("04_rho_sweep", {"profile": "paper", "suite": "paper", "seeds": [0, 1, 2]}),
+    ("08_rho_search", {"profile": "paper", "suite": "paper"}),
 ]
 
 #: A rehearsal of the same machinery in seconds (tests): chapter 3 and the audit on smoke runs, one seed.
@@ -34,10 +36,6 @@ SMOKE_GRID: list[tuple[str, dict[str, Any]]] = [
     ("03_robustness", {"profile": "smoke", "suite": "smoke", "seeds": [0], "datasets": ["mnist"]}),
     ("07_trust", {"profile": "smoke", "audit": "smoke", "datasets": ["mnist"]}),
 ]
-
-#: Chapter 4's declared rho search (issue 13, item 4): ``experiments.rho_search_runs`` arguments.
-RHO_SEARCH: dict[str, Any] = dict(profile="paper", dataset="mnist", seeds=[0, 1, 2], rhos=[0.25, 1.0, 4.0, 16.0, 64.0],
-                                  long_rhos=[0.25, 1.0, 4.0], long_T=1.0, gammas=[1.0, 10.0])
 
 
 @dataclass
@@ -62,11 +60,11 @@ class Task:
         self.chapters += other.chapters
 
 
-def tasks(grid: Iterable[tuple[str, dict[str, Any]]], search: dict[str, Any] | None = None,
-          suite: str = "paper", with_mechanism: bool = True, longest_first: bool = False) -> list[Task]:
-    """The outstanding tasks of ``grid`` (and of the rho ``search``, evaluated with ``suite``), one per run key,
-    in priority order (first appearance), or audits and fine-step runs first with ``longest_first`` (a short
-    tail for a pool with a deadline); runs the store already holds complete are left out."""
+def tasks(grid: Iterable[tuple[str, dict[str, Any]]], with_mechanism: bool = True,
+          longest_first: bool = False) -> list[Task]:
+    """The outstanding tasks of ``grid``, one per run key, in priority order (first appearance), or audits and
+    fine-step runs first with ``longest_first`` (a short tail for a pool with a deadline); runs the store already
+    holds complete are left out."""
     found: dict[str, Task] = {}
     for chapter, params in grid:
         plan = plans.plan(chapter, params)
@@ -75,10 +73,6 @@ def tasks(grid: Iterable[tuple[str, dict[str, Any]]], search: dict[str, Any] | N
             task = Task(cfg, plan.suite, plan.mechanism if with_mechanism else None, plan.audit,
                         plan.control_levels if cfg.key() in controls else None, [chapter])
             found.setdefault(cfg.key(), Task(cfg)).merge(task)
-    if search is not None:
-        stub = plans.Plan("rho_search", tuple(experiments.rho_search_runs(**search)), suite)
-        for cfg in stub.todo():
-            found.setdefault(cfg.key(), Task(cfg)).merge(Task(cfg, suite, chapters=["rho_search"]))
     if not longest_first:
         return list(found.values())
     return sorted(found.values(), key=lambda t: (t.audit is None, t.cfg.steps <= RunConfig.from_profile(
@@ -141,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     parser.add_argument("--deadline-min", type=float, default=60.0, help="start no task after this many minutes")
     parser.add_argument("--grid", choices=["paper", "smoke"], default="paper", help="smoke: a rehearsal in seconds")
-    parser.add_argument("--no-search", action="store_true", help="leave out the rho search")
     parser.add_argument("--no-mechanism", action="store_true", help="leave the mechanism measurements for later")
     parser.add_argument("--chapters", nargs="+", default=None, help="only these chapters of the grid")
     parser.add_argument("--longest-first", action="store_true", help="audits and fine-step runs first")
@@ -149,11 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eager", action="store_true", help="do not torch.compile the training forward pass")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
-    grid, search = (PAPER_GRID, RHO_SEARCH) if args.grid == "paper" else (SMOKE_GRID, None)
+    grid = PAPER_GRID if args.grid == "paper" else SMOKE_GRID
     if args.chapters:
         grid = [(ch, p) for ch, p in grid if ch in args.chapters]
-    found = tasks(grid, None if args.no_search else search, "paper" if args.grid == "paper" else "smoke",
-                  with_mechanism=not args.no_mechanism, longest_first=args.longest_first)
+    found = tasks(grid, with_mechanism=not args.no_mechanism, longest_first=args.longest_first)
     print(f"grid: {len(found)} runs with work outstanding", flush=True)
     for task in found:
         todo = [n for n in ("suite", "mechanism", "audit", "control_levels") if getattr(task, n) is not None]

@@ -99,6 +99,11 @@ def _sweep(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None]:
     return experiments.sweep_runs(p["profile"], p["datasets"], p["seeds"], p["rhos"], p["device"]), p["suite"]
 
 
+def _search(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None]:
+    return experiments.rho_search_runs(p["profile"], p["dataset"], p["seeds"], p["rhos"], p["long_rhos"],
+                                       p["long_T"], p["gammas"], p["device"]), p["suite"]
+
+
 def _cost(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None]:
     runs = experiments.precision_runs(p["precision_profile"], p["precision_dataset"], p["precision_regularizer"],
                                       p["precision_rho"], p["precision_seeds"])
@@ -121,7 +126,7 @@ def _trust(p: Mapping[str, Any]) -> tuple[list[RunConfig], None, None, str, int]
 #: (a chapter's plan function returns its runs, its suite, and optionally its mechanism settings)
 PLANS: dict[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]] = {
     "02_training": _training, "03_robustness": _robustness, "04_rho_sweep": _sweep, "05_cost": _cost,
-    "06_horizon": _horizon, "07_trust": _trust,
+    "06_horizon": _horizon, "07_trust": _trust, "08_rho_search": _search,
 }
 
 

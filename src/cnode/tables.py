@@ -135,6 +135,70 @@ def paired_comparison(results: list[tuple[RunConfig, dict[str, Any]]], baseline:
     return pd.DataFrame(rows)
 
 
+#: The comparison rules, as the chapters state them before their numbers.
+RULES = {
+    "paired": ("paired per-image comparison on the same test images: per image, the two models' outcomes "
+               "averaged over seeds and subtracted; *higher* (or *lower*) when the 95 % interval of the mean "
+               "difference (normal approximation over images, `cnode.stats.paired`) excludes 0 **and** "
+               "every seed's own difference has the same sign, else *within noise*."),
+    "spread": ("a difference counts only when it exceeds twice the larger of the two seed standard deviations; "
+               "otherwise the verdict is *within seed spread* (this suite stores no per-image outcomes)."),
+}
+
+
+def compare(results: list[tuple[RunConfig, dict[str, Any]]], baseline: str, per_image: bool) -> pd.DataFrame:
+    """The best contractive model against ``baseline`` by the rule the suite allows: paired per-image verdicts
+    (``paired_comparison``) where the suite stored per-image outcomes, else the seed-spread rule (``comparison``)."""
+    return paired_comparison(results, baseline) if per_image else comparison(robustness_frame(results), baseline)
+
+
+def verdict_counts(compare: pd.DataFrame, kinds: tuple[str, ...]) -> tuple[int, int, int]:
+    """(higher, lower, total) over the rows of ``compare`` whose perturbation is in ``kinds`` (level > 0)."""
+    rows = compare[compare["kind"].isin(kinds) & (compare["level"] > 0)]
+    return int((rows["verdict"] == "higher").sum()), int((rows["verdict"] == "lower").sum()), len(rows)
+
+
+def conclusion(versus_vanilla: pd.DataFrame, versus_cnn: pd.DataFrame, frame: pd.DataFrame) -> str:
+    """The chapter's conclusion from the verdicts, not from expectation: per baseline, in how many noise and
+    attack cells the best contractive model is higher and lower; and the best accuracy any model keeps at the
+    strongest PGD level."""
+    noise, attack = ("gaussian", "gaussian_noclip", "salt_pepper"), ("fgsm", "pgd")
+    parts = []
+    for name, compare in (("the vanilla CNODE", versus_vanilla), ("the CNN", versus_cnn)):
+        (nh, nl, nt), (ah, al, at) = verdict_counts(compare, noise), verdict_counts(compare, attack)
+        parts.append(f"against {name} it is higher in {nh} and lower in {nl} of {nt} noise cells, higher in {ah} "
+                     f"and lower in {al} of {at} attack cells")
+    pgd = frame[frame["kind"] == "pgd"]
+    strongest = pgd["level"].max()
+    best = pgd[np.isclose(pgd["level"], strongest)].groupby(["dataset", "model"])["acc"].mean()
+    (dataset, model), acc = best.idxmax(), best.max()
+    return (f"The best contractive model, {parts[0]}; {parts[1]}. At the strongest attack (PGD, eps = "
+            f"{strongest:g}) the most accurate model ({model}, {dataset}) keeps {acc:.3f} on average.")
+
+
+def change_cells(label: str, frame: pd.DataFrame, versus_vanilla: pd.DataFrame, versus_cnn: pd.DataFrame,
+                 certificates: pd.DataFrame) -> dict[str, str]:
+    """The intro's "what changed" cells of one profile (``label``: "cpu" or "paper"), per dataset: clean accuracy
+    of vanilla, CNN and the regularized CNODEs; verdict counts of the best contractive model against the vanilla
+    CNODE and the CNN over noise and attack cells; the weight regularizer's final value and certified channels.
+    Keys ``chg_<label>_<dataset>_<clean | vanilla | cnn | rw>``."""
+    noise, attack = ("gaussian", "gaussian_noclip", "salt_pepper"), ("fgsm", "pgd")
+    out = {}
+    clean = frame[frame["kind"] == "clean"].groupby(["dataset", "model"])["acc"].mean()
+    for dataset in frame["dataset"].unique():
+        models = sorted(clean[dataset].index, key=lambda m: (m != "vanilla", m != "CNN", m))
+        out[f"chg_{label}_{dataset}_clean"] = ", ".join(f"{m} {clean[dataset][m]:.3f}" for m in models)
+        for name, compare in (("vanilla", versus_vanilla), ("cnn", versus_cnn)):
+            part = compare[compare["dataset"] == dataset]
+            (nh, nl, nt), (ah, al, at) = verdict_counts(part, noise), verdict_counts(part, attack)
+            out[f"chg_{label}_{dataset}_{name}"] = (f"noise: higher {nh}, lower {nl} of {nt}; attacks: higher {ah}, "
+                                                   f"lower {al} of {at}")
+        weight = certificates[(certificates["dataset"] == dataset) & (certificates["regularizer"] == "weight")]
+        out[f"chg_{label}_{dataset}_rw"] = (f"R_W {weight['R_W'].mean():.3g}, certified rate "
+                                            f"{weight['certified rate'].mean():.3g}")
+    return out
+
+
 def comparison_display(compare: pd.DataFrame) -> pd.DataFrame:
     """``comparison``'s frame for the page: indexed by dataset, perturbation (book names) and level, rows in the
     book's order."""
@@ -145,8 +209,8 @@ def comparison_display(compare: pd.DataFrame) -> pd.DataFrame:
 
 #: The levels the intro's summary table shows, (kind, level), with the short keys of their glue names (the intro
 #: pastes ``sum_<dataset>_<level key>_<model key>``).
-SUMMARY_KEYS = {("clean", 0.0): "clean", ("gaussian", 0.2): "g2", ("salt_pepper", 0.1): "sp1", ("fgsm", 0.1): "fgsm1",
-                ("pgd", 0.1): "pgd1"}
+SUMMARY_KEYS = {("clean", 0.0): "clean", ("gaussian", 0.2): "g2", ("gaussian", 0.3): "g3", ("salt_pepper", 0.1): "sp1",
+                ("fgsm", 0.1): "fgsm1", ("pgd", 0.05): "pgd05", ("pgd", 0.1): "pgd1"}
 SUMMARY_LEVELS = list(SUMMARY_KEYS)
 
 

@@ -1,0 +1,121 @@
+"""Chapter 4's declared rho search (issue 13, item 4): does some setting make rho matter?
+
+A *setting* is (regularizer, T, gamma); the search trains it at several rho and seeds (``experiments.
+rho_search_runs``). The rule, stated in the chapter before any number: a setting makes rho matter when
+(a) its clean-accuracy curve over rho separates, i.e. the largest minus the smallest mean over the rhos exceeds
+twice the largest seed standard deviation among them, and (b) at some rho every seed reaches the regularizer's
+targets (final R_W = 0, every channel certified, certified rate >= rho) with mean clean accuracy >= ``min_clean``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cnode.config import RunConfig
+
+#: The accuracies the search reports per run: column name -> (kind, level) of the evaluation suite.
+COLUMNS = {"clean": ("clean", 0.0), "Gaussian 0.2": ("gaussian", 0.2), "PGD 0.05": ("pgd", 0.05)}
+
+
+def setting_name(cfg: RunConfig) -> str:
+    """'weight, T = 1, gamma = 10': the setting a search run belongs to."""
+    return f"{cfg.regularizer}, T = {cfg.T:g}, gamma = {cfg.gamma:g}"
+
+
+def _acc(result: dict[str, Any], kind: str, level: float) -> float:
+    if kind == "clean":
+        return float(result["clean"])
+    row = next(r for r in result["rows"] if r["kind"] == kind and np.isclose(r["level"], level))
+    return float(row["acc"])
+
+
+def frame(results: list[tuple[RunConfig, dict[str, Any]]], finals: list[tuple[RunConfig, dict[str, Any]]]
+          ) -> pd.DataFrame:
+    """One row per run: setting, rho, seed, the ``COLUMNS`` accuracies, final R_W, certified channels (fraction),
+    the certified rate (smallest over the layers) and ``reached`` (all three targets met)."""
+    last = {cfg.key(): record for cfg, record in finals}
+    rows = []
+    for cfg, result in results:
+        record = last[cfg.key()]
+        rate = min(record["certified_rate"])
+        channels = record["certified_channels"] / record["channels_total"]
+        rows.append({"setting": setting_name(cfg), "regularizer": cfg.regularizer, "T": cfg.T, "gamma": cfg.gamma,
+                     "rho": cfg.rho, "seed": cfg.seed, **{c: _acc(result, *kl) for c, kl in COLUMNS.items()},
+                     "R_W": record["weight_reg"], "channels": channels, "rate": rate,
+                     "reached": bool(record["weight_reg"] == 0 and channels == 1.0 and rate >= cfg.rho)})
+    return pd.DataFrame(rows)
+
+
+def table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every setting and rho tried: mean ± seed sd of the accuracies, mean R_W, certified channels and rate, and
+    how many seeds reached the targets."""
+    def fmt(values: pd.Series) -> str:
+        return f"{values.mean():.3f} ± {values.std() if len(values) > 1 else 0.0:.3f}"
+
+    grouped = runs.groupby(["setting", "rho"], sort=False)
+    out = pd.DataFrame({c: grouped[c].apply(fmt) for c in COLUMNS})
+    out["R_W"] = grouped["R_W"].mean().map(lambda v: f"{v:.3g}")
+    out["certified channels"] = grouped["channels"].mean().map(lambda v: f"{v:.0%}")
+    out["certified rate"] = grouped["rate"].mean().map(lambda v: f"{v:.3g}")
+    out["targets reached"] = grouped["reached"].agg(lambda v: f"{int(v.sum())}/{len(v)}")
+    return out
+
+
+def verdicts(runs: pd.DataFrame, min_clean: float) -> pd.DataFrame:
+    """Per setting: the clean-accuracy range over rho against twice the largest seed sd (a), the rhos where every
+    seed reached the targets at mean clean accuracy >= ``min_clean`` (b), and whether rho matters (a and b)."""
+    rows = []
+    for setting, part in runs.groupby("setting", sort=False):
+        stats = part.groupby("rho")["clean"].agg(["mean", "std"]).sort_index()
+        spread = float(np.nanmax([*stats["std"].fillna(0.0), 0.0]))
+        span = float(stats["mean"].max() - stats["mean"].min())
+        reached = part.groupby("rho")["reached"].all()
+        good = [float(rho) for rho in stats.index if reached[rho] and stats.loc[rho, "mean"] >= min_clean]
+        separates = span > 2 * spread
+        rows.append({"setting": setting, "clean range over rho": span, "2 x seed sd": 2 * spread,
+                     "separates": separates, "rhos with targets reached": ", ".join(f"{r:g}" for r in good) or "none",
+                     "rho matters": separates and bool(good)})
+    return pd.DataFrame(rows).set_index("setting")
+
+
+def horizon_gamma(cfg: RunConfig) -> str:
+    """'T = 1, gamma = 10': the part of a setting the figure's rows show (the regularizer is the hue)."""
+    return setting_name(cfg).split(", ", 1)[1]
+
+
+def figure_frame(results: list[tuple[RunConfig, dict[str, Any]]], rows: list[str]) -> pd.DataFrame:
+    """``tables.robustness_frame`` of the runs whose ``horizon_gamma`` is in ``rows``, that label in the
+    ``dataset`` column, so that ``plots.rho_sweep_figure`` draws one row of panels per (T, gamma)."""
+    from cnode.tables import robustness_frame
+
+    parts = [robustness_frame([(cfg, r)]).assign(dataset=horizon_gamma(cfg)) for cfg, r in results
+             if horizon_gamma(cfg) in rows]
+    return pd.concat(parts, ignore_index=True)
+
+
+def answer(found: pd.DataFrame) -> str:
+    """The search's answer in one sentence, from ``verdicts``."""
+    good = found[found["rho matters"]]
+    if len(good):
+        return (f"rho matters, by the rule above, in {len(good)} of {len(found)} settings: "
+                + "; ".join(f"{s} (targets reached at rho = {r})" for s, r in good["rhos with targets reached"].items())
+                + ".")
+    separating = found[found["separates"]]
+    reached = found[found["rhos with targets reached"] != "none"]
+    return (f"No setting of the search makes rho matter by the rule above: the clean-accuracy curve separates in "
+            f"{len(separating)} of {len(found)} settings, and the targets are reached at the accuracy floor in "
+            f"{len(reached)}, but never both in one setting." if len(separating) and len(reached) else
+            f"No setting of the search makes rho matter by the rule above: the clean-accuracy curve separates in "
+            f"{len(separating)} of {len(found)} settings, and the targets are reached at the accuracy floor in "
+            f"{len(reached)}.")
+
+
+def showcase(found: pd.DataFrame, authors: str) -> list[str]:
+    """The figure's rows (``horizon_gamma`` labels): the authors' setting, and beside it the (T, gamma) of the
+    qualifying setting with the widest clean-accuracy range (else of the widest range overall)."""
+    pool = found[found["rho matters"]] if found["rho matters"].any() else found
+    best = pool["clean range over rho"].idxmax().split(", ", 1)[1]
+    return [authors] if best == authors else [authors, best]

@@ -1,0 +1,56 @@
+"""cnode.grid: several chapters' plans merged into one queue (one task per run key), the declared rho search, and
+a pool that starts nothing after its deadline."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnode import experiments, grid
+
+
+@pytest.fixture()
+def empty_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNODE_RESULTS", str(tmp_path / "results"))
+
+
+def test_a_run_shared_by_chapters_is_one_task_with_every_chapter_s_work(empty_store):
+    found = grid.tasks(grid.SMOKE_GRID)
+    keys = [t.cfg.key() for t in found]
+    assert len(keys) == len(set(keys)) == 5  # vanilla, CNN, weight, Jacobian (chapter 3) + weight at T = 1 (audit)
+    vanilla = next(t for t in found if t.cfg.model == "cnode" and t.cfg.regularizer == "none")
+    assert vanilla.chapters == ["03_robustness", "07_trust"]
+    assert (vanilla.suite, vanilla.audit, vanilla.control_levels) == ("smoke", "smoke", 4)  # merged from both plans
+    cnn = next(t for t in found if t.cfg.model == "cnn")
+    assert cnn.control_levels is None  # the positive control wraps vanilla CNODEs only
+    long = next(t for t in found if t.cfg.T == 1.0)
+    assert long.suite is None and long.audit == "smoke"  # chapter 7 asks only for its card
+
+
+def test_longest_first_puts_audits_before_plain_runs(empty_store):
+    found = grid.tasks(grid.SMOKE_GRID + [("04_rho_sweep", {"profile": "smoke", "suite": "smoke", "seeds": [1],
+                                                              "datasets": ["mnist"], "rhos": [2.0]})],
+                       longest_first=True)
+    audited = [t.audit is not None for t in found]
+    assert audited == sorted(audited, reverse=True) and not audited[-1]
+
+
+def test_conflicting_requests_for_one_run_are_an_error(empty_store):
+    cfg = grid.tasks(grid.SMOKE_GRID)[0].cfg
+    task = grid.Task(cfg, suite="smoke")
+    with pytest.raises(ValueError, match="suite"):
+        task.merge(grid.Task(cfg, suite="cpu"))
+
+
+def test_the_rho_search_is_every_declared_setting_once():
+    runs = experiments.rho_search_runs("smoke", "mnist", [0, 1], [0.25, 4.0], [1.0], 1.0, [1.0, 10.0])
+    assert len(runs) == len({c.key() for c in runs}) == 2 * 2 * (2 + 1) * 2  # gammas x regs x rhos x seeds
+    assert {(c.T, c.rho) for c in runs} == {(0.1, 0.25), (0.1, 4.0), (1.0, 1.0)}
+    assert {c.regularizer for c in runs} == {"weight", "jacobian"} and {c.gamma for c in runs} == {1.0, 10.0}
+    with pytest.raises(ValueError, match="rho"):
+        experiments.rho_search_runs("smoke", "mnist", [0], [-1.0], [], 1.0, [1.0])
+
+
+def test_no_task_starts_after_the_deadline(empty_store):
+    found = grid.tasks(grid.SMOKE_GRID)[:2]
+    done = grid.run(found, workers=1, deadline_s=-1.0)
+    assert [status for _, status, _ in done] == ["skipped", "skipped"]
