@@ -105,7 +105,8 @@ def decide(data: pd.DataFrame, compare: pd.DataFrame, eps_column: str = "PGD 0.0
     perturbation more than V's (median flow gains, means over seeds); (iii) the flow accounts for at least half of
     the drop in output change: ``log(flow_R / flow_V) <= 0.5 log(total_R / total_V)`` with the latter < 0.
     Answer: 'nothing to explain' without (i); 'contraction explains it' with all three; else 'not contraction'."""
-    means = data.groupby(["dataset", "T", "model"], sort=False)[["flow gain (PGD)", "total gain (PGD)"]].mean()
+    gains = ["input gain (PGD)", "flow gain (PGD)", "head gain (PGD)", "total gain (PGD)"]
+    means = data.groupby(["dataset", "T", "model"], sort=False)[gains].mean()
     rows = []
     for (dataset, T, model), m in means.iterrows():
         if model == "vanilla" or (dataset, T, "vanilla") not in means.index:
@@ -122,7 +123,9 @@ def decide(data: pd.DataFrame, compare: pd.DataFrame, eps_column: str = "PGD 0.0
         answer = ("nothing to explain" if not robust else
                   "contraction explains it" if shrinks and accounts else "not contraction")
         rows.append({"dataset": dataset, "T": T, "model": model, "(i) more robust": robust,
-                     "flow gain R / V": flow_ratio, "total gain R / V": total_ratio, "flow share of the drop": share,
+                     "input gain R / V": m["input gain (PGD)"] / v["input gain (PGD)"],
+                     "flow gain R / V": flow_ratio, "head gain R / V": m["head gain (PGD)"] / v["head gain (PGD)"],
+                     "total gain R / V": total_ratio, "flow share of the drop": share,
                      "(ii) flow shrinks more": bool(shrinks), "(iii) flow accounts": accounts, "answer": answer})
     return pd.DataFrame(rows)
 
@@ -138,6 +141,27 @@ def answer_lines(decision: pd.DataFrame, compare: pd.DataFrame, eps_column: str)
                      f"accuracy {hit['diff']:+.3f} [{hit['lo']:+.3f}, {hit['hi']:+.3f}] against vanilla "
                      f"({hit['verdict']}); flow gain {row['flow gain R / V']:.2f}x and total gain "
                      f"{row['total gain R / V']:.2f}x vanilla's.")
+    return "\n".join(lines) + "\n"
+
+
+def summary_lines(decision: pd.DataFrame) -> str:
+    """Per horizon, the rule's answers counted over the models (regularized and ablation), and for those more robust
+    than vanilla the gain ratios of the three parts (geometric means over the models): where the drop in output
+    change comes from. One markdown bullet per T."""
+    lines = []
+    for T, part in decision.groupby("T", sort=True):
+        counts = part["answer"].value_counts()
+        said = ", ".join(f"{counts.get(a, 0)} {a}" for a in ("contraction explains it", "not contraction",
+                                                              "nothing to explain"))
+        robust = part[part["(i) more robust"]]
+        where = ""
+        if len(robust):
+            ratios = {name: float(np.exp(np.log(robust[f"{name} gain R / V"]).mean()))
+                      for name in ("input", "flow", "head")}
+            where = (f" Over the {len(robust)} more robust than vanilla, the gains relative to vanilla's are: input "
+                     f"layer {ratios['input']:.2f}x, flow {ratios['flow']:.2f}x, head {ratios['head']:.2f}x "
+                     "(geometric means).")
+        lines.append(f"- **T = {T:g}** ({len(part)} models): {said}.{where}")
     return "\n".join(lines) + "\n"
 
 

@@ -173,7 +173,7 @@ def conclusion(versus_vanilla: pd.DataFrame, versus_cnn: pd.DataFrame, frame: pd
     best = pgd[np.isclose(pgd["level"], strongest)].groupby(["dataset", "model"])["acc"].mean()
     (dataset, model), acc = best.idxmax(), best.max()
     return (f"The best contractive model, {parts[0]}; {parts[1]}. At the strongest attack (PGD, eps = "
-            f"{strongest:g}) the most accurate model ({model}, {dataset}) keeps {acc:.3f} on average.")
+            f"{strongest:g}) no model keeps more than {acc:.3f} on average (the most accurate: {model} on {dataset}).")
 
 
 def change_cells(label: str, frame: pd.DataFrame, versus_vanilla: pd.DataFrame, versus_cnn: pd.DataFrame,
@@ -203,8 +203,15 @@ def comparison_display(compare: pd.DataFrame) -> pd.DataFrame:
     """``comparison``'s frame for the page: indexed by dataset, perturbation (book names) and level, rows in the
     book's order."""
     ordered = pd.concat([level_order(part) for _, part in compare.groupby("dataset", sort=False)])
-    ordered = ordered.assign(kind=ordered["kind"].map(KIND_NAMES)).rename(columns={"kind": "perturbation"})
-    return ordered.set_index(["dataset", "perturbation", "level"])
+    ordered = ordered.assign(kind=[KIND_NAMES[k] if k == "clean" else f"{KIND_NAMES[k]} {lvl:g}"
+                                   for k, lvl in zip(ordered["kind"], ordered["level"], strict=True)])
+    ordered = ordered.drop(columns="level").rename(columns={"kind": "perturbation"})
+    if "interval" in ordered:  # paired: one column for the difference and its interval, so the table fits the page
+        ordered = ordered.assign(difference=[f"{d:+.3f} {i}" for d, i in zip(ordered["difference"], ordered["interval"],
+                                                                             strict=True)])
+        ordered = ordered.drop(columns="interval").rename(columns={"difference": "difference [95 % interval]",
+                                                                   "its accuracy": "its acc."})
+    return ordered.set_index(["dataset", "perturbation"])
 
 
 #: The levels the intro's summary table shows, (kind, level), with the short keys of their glue names (the intro
@@ -310,7 +317,8 @@ def settings_frame(cfg: RunConfig, suite: Any, seeds: list[int]) -> pd.DataFrame
         "model": f"C = {cfg.channels}, {cfg.solver}, {cfg.steps} steps of h = {cfg.h:g} on [0, {cfg.T:g}]",
         "regularized models": f"rho = {cfg.rho:g} unless stated, gamma = {cfg.gamma:g}",
         "seeds": ", ".join(str(s) for s in seeds),
-        "test images": f"first {n_test} of the test split",
+        "test images": f"first {n_test} of the test split"
+                       + (f" (attacks: the first {suite.attack_subset})" if getattr(suite, "attack_subset", None) else ""),
         "noise": "Gaussian std on [0, 1] pixels (clipped); salt-and-pepper: fraction of pixels",
         "attacks": f"L-inf eps on [0, 1] pixels; PGD-{suite.pgd_steps}, random start, {suite.pgd_restarts} restart(s)",
     }})
