@@ -327,8 +327,10 @@ def settings_frame(cfg: RunConfig, suite: Any, seeds: list[int]) -> pd.DataFrame
 def hinge_evidence(cfgs: list[RunConfig]) -> pd.DataFrame:
     """Does rho change training at all? Per (dataset, regularizer, seed), between the smallest and largest rho:
     the final-epoch regularizer values, their difference, and the largest parameter difference of the trained
-    models. With a hinge ``ReLU(g + rho)`` whose every term stays active, the gradient does not depend on rho:
-    the values differ by exactly the rho difference (R_J) and the models coincide."""
+    models, and whether both were trained alike (same device and thread count: float sums are summed in another
+    order otherwise, so only runs trained alike can coincide bitwise). With a hinge ``ReLU(g + rho)`` whose every
+    term stays active, the gradient does not depend on rho: the values differ by the rho difference (R_J) and
+    models trained alike coincide."""
     rows = []
     groups: dict[tuple, dict[float, RunConfig]] = {}
     for cfg in cfgs:
@@ -339,7 +341,40 @@ def hinge_evidence(cfgs: list[RunConfig]) -> pd.DataFrame:
         run_lo, run_hi = store.load(lo), store.load(hi)
         diff = max((p - q).abs().max().item()
                    for p, q in zip(run_lo.model.parameters(), run_hi.model.parameters(), strict=True))
+        machine = [(r.metrics["provenance"]["device"], r.metrics["provenance"]["threads"]) for r in (run_lo, run_hi)]
         rows.append({"dataset": dataset, "regularizer": reg, "seed": seed, "rho_min": lo.rho, "rho_max": hi.rho,
                      "reg_at_min": run_lo.final["reg"], "reg_at_max": run_hi.final["reg"],
-                     "reg_difference": run_hi.final["reg"] - run_lo.final["reg"], "max_param_difference": diff})
+                     "reg_difference": run_hi.final["reg"] - run_lo.final["reg"], "max_param_difference": diff,
+                     "trained alike": machine[0] == machine[1]})
     return pd.DataFrame(rows)
+
+
+def ledger(grids: list[Any]) -> pd.DataFrame:
+    """What a grid took, from the stored runs themselves: per (chapter, device that finished the run) the runs
+    stored, the training hours (sum of the runs' epoch seconds, whatever else ran beside them) and the evaluation
+    hours under the plan's suite; ``grids``: ``plans.Plan`` objects. A run shared by chapters counts once, in
+    the first; 'resumed' counts runs whose training continued on another process (a stop and a rerun)."""
+    import json
+
+    seen: set[str] = set()
+    rows = []
+    from cnode.evaluate import SUITES
+
+    for plan in grids:
+        chapter, suite = plan.chapter, plan.suite
+        eval_name = f"eval-{SUITES[suite].key()}.json" if suite else None
+        for cfg in plan.runs:
+            folder = store.run_dir(cfg)
+            if cfg.key() in seen or not (folder / "metrics.json").exists():
+                continue
+            seen.add(cfg.key())
+            metrics = json.loads((folder / "metrics.json").read_text())
+            evaluated = eval_name and (folder / eval_name).exists()
+            rows.append({"chapter": chapter, "device": metrics["provenance"]["device"],
+                         "train_h": sum(r["seconds"] for r in metrics["history"]) / 3600,
+                         "eval_h": json.loads((folder / eval_name).read_text())["seconds"] / 3600 if evaluated else 0.0,
+                         "resumed": metrics.get("resumed_at_epoch") is not None})
+    frame = pd.DataFrame(rows, columns=["chapter", "device", "train_h", "eval_h", "resumed"])
+    out = frame.groupby(["chapter", "device"], sort=False).agg(
+        runs=("train_h", "size"), train_h=("train_h", "sum"), eval_h=("eval_h", "sum"), resumed=("resumed", "sum"))
+    return out

@@ -1,0 +1,78 @@
+"""tables: verdict counts, the conclusion sentence and the 'what changed' cells are counted from the verdicts; the
+ledger reads what the stored runs took. rho_search: the declared rule on synthetic runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cnode import rho_search, tables
+from cnode.config import RunConfig
+
+
+def _compare(verdicts: dict[tuple[str, float], str], dataset: str = "mnist") -> pd.DataFrame:
+    return pd.DataFrame([{"dataset": dataset, "kind": k, "level": lvl, "verdict": v}
+                         for (k, lvl), v in verdicts.items()])
+
+
+def test_verdict_counts_split_noise_from_attacks_and_skip_level_zero():
+    compare = _compare({("clean", 0.0): "higher", ("gaussian", 0.2): "higher", ("salt_pepper", 0.1): "lower",
+                        ("fgsm", 0.0): "higher", ("fgsm", 0.1): "within noise", ("pgd", 0.1): "lower"})
+    assert tables.verdict_counts(compare, ("gaussian", "salt_pepper")) == (1, 1, 2)
+    assert tables.verdict_counts(compare, ("fgsm", "pgd")) == (0, 1, 2)
+
+
+def test_the_conclusion_and_the_change_cells_follow_the_verdicts():
+    vanilla = _compare({("gaussian", 0.2): "higher", ("pgd", 0.1): "higher"})
+    cnn = _compare({("gaussian", 0.2): "within noise", ("pgd", 0.1): "lower"})
+    frame = pd.DataFrame([{"dataset": "mnist", "model": m, "kind": k, "level": lvl, "acc": a}
+                          for m, a in (("vanilla", 0.0), ("CNN", 0.07), ("weight rho=1", 0.02))
+                          for k, lvl in (("pgd", 0.1), ("clean", 0.0))])
+    text = tables.conclusion(vanilla, cnn, frame)
+    assert "higher in 1 and lower in 0 of 1 noise cells, higher in 1 and lower in 0 of 1 attack cells" in text
+    assert "against the CNN it is higher in 0 and lower in 0 of 1 noise cells, higher in 0 and lower in 1" in text
+    assert "no model keeps more than 0.070" in text and "CNN on mnist" in text
+    certificates = pd.DataFrame([{"dataset": "mnist", "regularizer": "weight", "R_W": 0.0, "certified rate": 1.02}])
+    cells = tables.change_cells("paper", frame, vanilla, cnn, certificates)
+    assert cells["chg_paper_mnist_clean"].startswith("vanilla 0.000, CNN 0.070")
+    assert cells["chg_paper_mnist_cnn"] == "noise: higher 0, lower 0 of 1; attacks: higher 0, lower 1 of 1"
+    assert cells["chg_paper_mnist_rw"] == "R_W 0, certified rate 1.02"
+
+
+def test_the_ledger_counts_a_shared_run_once_and_reads_its_own_seconds(tmp_path, monkeypatch):
+    from cnode import plans, store
+
+    monkeypatch.setenv("CNODE_RESULTS", str(tmp_path))
+    plan3 = plans.plan("03_robustness", {"profile": "smoke", "suite": "smoke", "seeds": [0], "datasets": ["mnist"]})
+    plan4 = plans.plan("04_rho_sweep", {"profile": "smoke", "suite": "smoke", "seeds": [0], "datasets": ["mnist"]})
+    run = store.load_or_train(plan3.runs[0])  # the vanilla CNODE, in both plans
+    took = tables.ledger([plan3, plan4])
+    assert list(took.index) == [("03_robustness", "cpu")]
+    assert took.loc[("03_robustness", "cpu"), "runs"] == 1 and took["eval_h"].sum() == 0
+    assert took["train_h"].sum() == pytest.approx(sum(r["seconds"] for r in run.metrics["history"]) / 3600)
+
+
+def _runs(clean_by_rho: dict[float, list[float]], reached_from: float, T: float = 0.1) -> list[dict]:
+    rows = []
+    for rho, values in clean_by_rho.items():
+        for seed, acc in enumerate(values):
+            rows.append({"setting": rho_search.setting_name(RunConfig.from_profile(
+                "smoke", regularizer="weight", rho=rho, T=T)), "rho": rho, "seed": seed, "clean": acc,
+                "reached": rho >= reached_from})
+    return rows
+
+
+def test_the_search_rule_needs_separation_and_reached_targets_above_the_floor():
+    separated = _runs({0.25: [0.97, 0.971], 4.0: [0.95, 0.951], 64.0: [0.91, 0.912]}, reached_from=4.0)
+    flat = _runs({0.25: [0.97, 0.96], 4.0: [0.965, 0.97]}, reached_from=0.25, T=1.0)
+    found = rho_search.verdicts(pd.DataFrame(separated + flat), min_clean=0.92)
+    first, second = found.index
+    assert found.loc[first, "separates"] and found.loc[first, "rho matters"]
+    assert found.loc[first, "rhos with targets reached"] == "4"  # 64 is below the floor
+    assert not found.loc[second, "separates"] and not found.loc[second, "rho matters"]
+    assert rho_search.answer(found).startswith("rho matters, by the rule above, in 1 of 2 settings")
+    assert rho_search.showcase(found, "T = 1, gamma = 1") == ["T = 1, gamma = 1", "T = 0.1, gamma = 1"]
+    none = rho_search.verdicts(pd.DataFrame(flat), min_clean=0.99)
+    assert rho_search.answer(none).startswith("No setting") and not none["rho matters"].any()
+    assert np.isclose(none.iloc[0]["clean range over rho"], 0.0025)
