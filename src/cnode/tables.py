@@ -317,8 +317,8 @@ def settings_frame(cfg: RunConfig, suite: Any, seeds: list[int]) -> pd.DataFrame
         "model": f"C = {cfg.channels}, {cfg.solver}, {cfg.steps} steps of h = {cfg.h:g} on [0, {cfg.T:g}]",
         "regularized models": f"rho = {cfg.rho:g} unless stated, gamma = {cfg.gamma:g}",
         "seeds": ", ".join(str(s) for s in seeds),
-        "test images": f"first {n_test} of the test split"
-                       + (f" (attacks: the first {suite.attack_subset})" if getattr(suite, "attack_subset", None) else ""),
+        "test images": f"first {n_test} of the test split" + (
+            f" (attacks: the first {suite.attack_subset})" if getattr(suite, "attack_subset", None) else ""),
         "noise": "Gaussian std on [0, 1] pixels (clipped); salt-and-pepper: fraction of pixels",
         "attacks": f"L-inf eps on [0, 1] pixels; PGD-{suite.pgd_steps}, random start, {suite.pgd_restarts} restart(s)",
     }})
