@@ -48,6 +48,9 @@ def check_rho_sweep(values: dict) -> None:
         assert 0.1 < values[f"clean_mnist_{reg}_lo"] <= 1 and 0.1 < values[f"clean_mnist_{reg}_hi"] <= 1
         assert values[f"clean_mnist_{reg}_verdict"] in ("rises", "falls", "flat within seed spread")
     assert values["channels_total"] == 16
+    assert values["hinge_jacobian"].startswith("The final R_J values at the two rates differ by")
+    assert values["hinge_weight"].startswith("The weight-regularized models reached their target")
+    assert values["hinge_knob"].startswith("Between the smallest and the largest rate")
 
 
 def check_search(values: dict) -> None:

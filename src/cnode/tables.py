@@ -324,31 +324,6 @@ def settings_frame(cfg: RunConfig, suite: Any, seeds: list[int]) -> pd.DataFrame
     }})
 
 
-def hinge_evidence(cfgs: list[RunConfig]) -> pd.DataFrame:
-    """Does rho change training at all? Per (dataset, regularizer, seed), between the smallest and largest rho:
-    the final-epoch regularizer values, their difference, and the largest parameter difference of the trained
-    models, and whether both were trained alike (same device and thread count: float sums are summed in another
-    order otherwise, so only runs trained alike can coincide bitwise). With a hinge ``ReLU(g + rho)`` whose every
-    term stays active, the gradient does not depend on rho: the values differ by the rho difference (R_J) and
-    models trained alike coincide."""
-    rows = []
-    groups: dict[tuple, dict[float, RunConfig]] = {}
-    for cfg in cfgs:
-        if cfg.model == "cnode" and cfg.regularizer != "none":
-            groups.setdefault((cfg.dataset, cfg.regularizer, cfg.seed), {})[cfg.rho] = cfg
-    for (dataset, reg, seed), by_rho in groups.items():
-        lo, hi = by_rho[min(by_rho)], by_rho[max(by_rho)]
-        run_lo, run_hi = store.load(lo), store.load(hi)
-        diff = max((p - q).abs().max().item()
-                   for p, q in zip(run_lo.model.parameters(), run_hi.model.parameters(), strict=True))
-        machine = [(r.metrics["provenance"]["device"], r.metrics["provenance"]["threads"]) for r in (run_lo, run_hi)]
-        rows.append({"dataset": dataset, "regularizer": reg, "seed": seed, "rho_min": lo.rho, "rho_max": hi.rho,
-                     "reg_at_min": run_lo.final["reg"], "reg_at_max": run_hi.final["reg"],
-                     "reg_difference": run_hi.final["reg"] - run_lo.final["reg"], "max_param_difference": diff,
-                     "trained alike": machine[0] == machine[1]})
-    return pd.DataFrame(rows)
-
-
 def ledger(grids: list[Any]) -> pd.DataFrame:
     """What a grid took, from the stored runs themselves: per (chapter, device that finished the run) the runs
     stored, the training hours (sum of the runs' epoch seconds, whatever else ran beside them) and the evaluation
