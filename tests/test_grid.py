@@ -54,3 +54,11 @@ def test_no_task_starts_after_the_deadline(empty_store):
     found = grid.tasks(grid.SMOKE_GRID)[:2]
     done = grid.run(found, workers=1, deadline_s=-1.0)
     assert [status for _, status, _ in done] == ["skipped", "skipped"]
+
+
+def test_the_command_line_lists_the_queue_on_a_dry_run(empty_store, capsys):
+    from cnode.__main__ import main
+
+    assert main(["grid", "--grid", "smoke", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "grid: 5 runs with work outstanding" in out and "[03_robustness, 07_trust]" in out

@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         if field.name != "profile":
             train.add_argument(f"--{field.name}", dest=field.name, type=_parse_value, default=argparse.SUPPRESS,
                                help=f"default: the profile's ({field.default!r} unless the profile sets it)")
+    sub.add_parser("grid", help="the paper-scale grid of several chapters as one queue (see python -m cnode grid -h)")
     sub.add_parser("list", help="list the finished runs in the store, then per chapter how many of its runs "
                                 "(at its default parameters) are trained and evaluated")
     sweep = sub.add_parser("sweep", help="train and evaluate the runs a chapter needs that the store lacks")
@@ -80,6 +81,11 @@ def chapter_progress() -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["grid"]:  # several chapters' plans as one queue: its own options (``python -m cnode grid -h``)
+        from cnode import grid
+
+        return grid.main(argv[1:])
     args = vars(_parser().parse_args(argv))
     command = args.pop("command")
     from cnode.data import DataError
