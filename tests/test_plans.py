@@ -33,13 +33,13 @@ def test_missing_runs_are_counted(tmp_path):
 
 def test_a_paper_scale_chapter_with_missing_runs_stops_with_the_sweep_command(tmp_path, monkeypatch):
     monkeypatch.setenv("CNODE_RESULTS", str(tmp_path))
-    params = {"profile": "paper", "seeds": [0, 1, 2], "suite": "paper"}
+    params = {"profile": "paper", "seeds": [0, 1], "rhos": [0.5], "suite": "paper"}  # defaults but seeds and rhos
     with pytest.raises(plans.MissingRuns) as info:
         plans.require("04_rho_sweep", params)
     message = str(info.value)
     total = len(plans.plan("04_rho_sweep", params).runs)
     assert message.startswith(f"04_rho_sweep: {total} of {total} runs are not in the store yet") and "\n" not in message
-    assert "`python -m cnode sweep 04_rho_sweep -p profile paper -y seeds '[0, 1, 2]' -p suite paper`" in message
+    assert "`python -m cnode sweep 04_rho_sweep -y seeds '[0, 1]' -y rhos '[0.5]'`" in message
     assert plans.require("04_rho_sweep", {"profile": "smoke"}).runs  # smoke and cpu runs train inline
 
 
