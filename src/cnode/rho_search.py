@@ -52,11 +52,10 @@ def frame(results: list[tuple[RunConfig, dict[str, Any]]], finals: list[tuple[Ru
 def table(runs: pd.DataFrame) -> pd.DataFrame:
     """Every setting and rho tried: mean ± seed sd of the accuracies, mean R_W, certified channels and rate, and
     how many seeds reached the targets."""
-    def fmt(values: pd.Series) -> str:
-        return f"{values.mean():.3f} ± {values.std() if len(values) > 1 else 0.0:.3f}"
+    from cnode.tables import mean_sd_text
 
     grouped = runs.groupby(["setting", "rho"], sort=False)
-    out = pd.DataFrame({c: grouped[c].apply(fmt) for c in COLUMNS})
+    out = pd.DataFrame({c: grouped[c].apply(mean_sd_text) for c in COLUMNS})
     out["R_W"] = grouped["R_W"].mean().map(lambda v: f"{v:.3g}")
     out["certified channels"] = grouped["channels"].mean().map(lambda v: f"{v:.0%}")
     out["certified rate"] = grouped["rate"].mean().map(lambda v: f"{v:.3g}")

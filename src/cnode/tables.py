@@ -276,16 +276,18 @@ def certificate_frame(finals: list[tuple[RunConfig, dict[str, Any]]]) -> pd.Data
                          for cfg, last in finals if cfg.model == "cnode" and cfg.regularizer != "none"])
 
 
+def mean_sd_text(values: pd.Series) -> str:
+    """'0.912 ± 0.004': mean ± seed standard deviation (0 for a single seed) of a table cell."""
+    return f"{values.mean():.3f} ± {values.std() if len(values) > 1 else 0.0:.3f}"
+
+
 def sweep_table(frame: pd.DataFrame, certificates: pd.DataFrame, picks: list[tuple[str, float]]) -> pd.DataFrame:
     """Rows (dataset, regularizer, rho); columns mean +- std accuracy at ``picks`` and the mean certificate."""
-    def fmt(values: pd.Series) -> str:
-        return f"{values.mean():.3f} ± {values.std() if len(values) > 1 else 0.0:.3f}"
-
     cols = {}
     for kind, level in picks:
         part = frame[(frame["kind"] == kind) & np.isclose(frame["level"], level) & (frame["regularizer"] != "none")]
         name = "clean" if kind == "clean" else f"{KIND_NAMES[kind]} {level:g}"
-        cols[name] = part.groupby(["dataset", "regularizer", "rho"])["acc"].apply(fmt)
+        cols[name] = part.groupby(["dataset", "regularizer", "rho"])["acc"].apply(mean_sd_text)
     cert = certificates.groupby(["dataset", "regularizer", "rho"]).agg(
         **{"certified rate (mean)": ("certified rate", "mean"), "R_W (mean)": ("R_W", "mean"),
            "certified channels (mean)": ("certified channels", "mean")}).round(3)
