@@ -46,8 +46,13 @@ def test_the_rho_search_is_every_declared_setting_once():
     assert len(runs) == len({c.key() for c in runs}) == 2 * 2 * (2 + 1) * 2  # gammas x regs x rhos x seeds
     assert {(c.T, c.rho) for c in runs} == {(0.1, 0.25), (0.1, 4.0), (1.0, 1.0)}
     assert {c.regularizer for c in runs} == {"weight", "jacobian"} and {c.gamma for c in runs} == {1.0, 10.0}
+    cut = experiments.rho_search_runs("smoke", "mnist", [0, 1], [0.25, 4.0], [1.0], 1.0, [1.0, 10.0], [1.0])
+    assert {(c.T, c.gamma) for c in cut} == {(0.1, 1.0), (0.1, 10.0), (1.0, 1.0)}  # the amendment: gamma 10 at T 0.1
+    assert len(cut) == len(runs) - 2 * 2  # one gamma x regs x one long rho x seeds fewer
     with pytest.raises(ValueError, match="rho"):
         experiments.rho_search_runs("smoke", "mnist", [0], [-1.0], [], 1.0, [1.0])
+    with pytest.raises(ValueError, match="gamma"):
+        experiments.rho_search_runs("smoke", "mnist", [0], [1.0], [1.0], 1.0, [1.0], [-1.0])
 
 
 def test_no_task_starts_after_the_deadline(empty_store):

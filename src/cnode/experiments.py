@@ -118,15 +118,18 @@ def trust_runs(profile: str, datasets: list[str], seeds: list[int], rho: float, 
 
 
 def rho_search_runs(profile: str, dataset: str, seeds: list[int], rhos: list[float], long_rhos: list[float],
-                    long_T: float, gammas: list[float], device: str = "auto") -> list[RunConfig]:
-    """Chapter 4's declared rho search (issue 13, item 4), declared before any of it ran: both regularizers on
-    ``dataset``, per gamma and seed, at every rho of ``rhos`` with the profile's T and at every rho of
-    ``long_rhos`` at ``long_T`` (the profile's N steps, so h = long_T / N). Every setting tried is reported."""
+                    long_T: float, gammas: list[float], long_gammas: list[float] | None = None,
+                    device: str = "auto") -> list[RunConfig]:
+    """Chapter 8's declared rho search (issue 13, item 4): both regularizers on ``dataset``, per seed, at every rho
+    of ``rhos`` with the profile's T for every gamma of ``gammas``, and at every rho of ``long_rhos`` at ``long_T``
+    (the profile's N steps, so h = long_T / N) for every gamma of ``long_gammas`` (``gammas`` when None). Every
+    setting tried is reported."""
     checks.positive("long_T", long_T)
     runs = []
-    for gamma in gammas:
-        checks.positive("gamma", gamma)
-        for T, values in ((None, rhos), (long_T, long_rhos)):
+    long_gammas = gammas if long_gammas is None else long_gammas
+    for T, values, weights in ((None, rhos, gammas), (long_T, long_rhos, long_gammas)):
+        for gamma in weights:
+            checks.positive("gamma", gamma)
             for rho in values:
                 checks.positive("rho", rho)
                 for reg in ("weight", "jacobian"):

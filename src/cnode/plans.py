@@ -101,7 +101,8 @@ def _sweep(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None]:
 
 def _search(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None]:
     return experiments.rho_search_runs(p["profile"], p["dataset"], p["seeds"], p["rhos"], p["long_rhos"],
-                                       p["long_T"], p["gammas"], p["device"]), p["suite"]
+                                       p["long_T"], p["gammas"], p["long_gammas"],
+                                       p["device"]), p["suite"]
 
 
 def _cost(p: Mapping[str, Any]) -> tuple[list[RunConfig], str | None]:
