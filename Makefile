@@ -90,12 +90,10 @@ bench: $(DATA_STAMP)
 # The paper-scale grid (issue 13) in priority order: chapter 3, the horizon chapter 6, chapter 4. Resumable: a
 # rerun skips what results/paper holds and resumes an interrupted run from its checkpoint. Hours on a laptop CPU;
 # beside other work: GRID_ARGS="--workers 1 --threads 1 --nice"; on a cluster: --executor slurm (README).
-GRID_ARGS ?= --workers 1
-PAPER   := -p profile paper -p suite paper
+GRID_ARGS ?= --workers 1 --nice --deadline-min 1440
+# Every paper-scale run, evaluation, measurement and audit of the book: cnode.grid's one queue (PAPER_GRID).
 paper-grid: $(DATA_STAMP)
-	$(BIN)/python -m cnode sweep 03_robustness $(PAPER) $(GRID_ARGS)
-	$(BIN)/python -m cnode sweep 06_horizon $(PAPER) -p mechanism paper $(GRID_ARGS)
-	$(BIN)/python -m cnode sweep 04_rho_sweep $(PAPER) -y seeds '[0, 1, 2]' $(GRID_ARGS)
+	$(BIN)/python -m cnode grid $(GRID_ARGS)
 
 # Debian's Chromium and its driver for the browser test (as root; elsewhere one line says what to install).
 browser-deps:
