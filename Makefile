@@ -87,11 +87,10 @@ nbval: $(DATA_STAMP)
 bench: $(DATA_STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
-# The paper-scale grid (issue 13) in priority order: chapter 3, the horizon chapter 6, chapter 4. Resumable: a
-# rerun skips what results/paper holds and resumes an interrupted run from its checkpoint. Hours on a laptop CPU;
-# beside other work: GRID_ARGS="--workers 1 --threads 1 --nice"; on a cluster: --executor slurm (README).
+# Every paper-scale run, evaluation, measurement and audit of the book (issue 13): cnode.grid's one queue
+# (PAPER_GRID: chapters 3, 6, 7, 4, 8 in that priority). Resumable: a rerun skips what results/paper holds and
+# resumes an interrupted run from its checkpoint. Hours on a laptop CPU; on a cluster: `cnode sweep` (README).
 GRID_ARGS ?= --workers 1 --nice --deadline-min 1440
-# Every paper-scale run, evaluation, measurement and audit of the book: cnode.grid's one queue (PAPER_GRID).
 paper-grid: $(DATA_STAMP)
 	$(BIN)/python -m cnode grid $(GRID_ARGS)
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cnode.config import RunConfig
+from cnode.tables import mean_sd_text
 
 #: The accuracies the search reports per run: column name -> (kind, level) of the evaluation suite.
 COLUMNS = {"clean": ("clean", 0.0), "Gaussian 0.2": ("gaussian", 0.2), "PGD 0.05": ("pgd", 0.05)}
@@ -52,8 +53,6 @@ def frame(results: list[tuple[RunConfig, dict[str, Any]]], finals: list[tuple[Ru
 def table(runs: pd.DataFrame) -> pd.DataFrame:
     """Every setting and rho tried: mean ± seed sd of the accuracies, mean R_W, certified channels and rate, and
     how many seeds reached the targets."""
-    from cnode.tables import mean_sd_text
-
     grouped = runs.groupby(["setting", "rho"], sort=False)
     out = pd.DataFrame({c: grouped[c].apply(mean_sd_text) for c in COLUMNS})
     out["R_W"] = grouped["R_W"].mean().map(lambda v: f"{v:.3g}")
