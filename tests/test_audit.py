@@ -88,3 +88,14 @@ def test_no_certified_image_is_broken_by_l2_pgd_at_its_radius(models):
               generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert (model(adv).argmax(1) == y[certified]).all()
+
+
+def test_square_stage_rule_reads_autoattack_stages_in_order():
+    entry = {"broken_only_by_black_box": 0.0, "acc": {"pgd20": 0.97, "pgd_strong": 0.96},
+             "autoattack": {"after": {"APGD-CE": 0.966, "APGD-T": 0.958, "FAB-T": 0.958, "SQUARE": 0.886},
+                            "flags": []}}
+    assert audit.square_stage_breaks(entry["autoattack"]["after"]) == pytest.approx(0.072)
+    assert any("Square stage breaks 7.2%" in r for r in audit.verdict(entry, 0.01))
+    entry["autoattack"]["after"] = {"APGD-CE": 0.25, "APGD-T": 0.246, "FAB-T": 0.246, "SQUARE": 0.244}
+    assert audit.verdict(entry, 0.01) == []  # 0.2 % is within the tolerance
+    assert audit.square_stage_breaks({"APGD-CE": 0.0}) == 0.0  # Square never ran: nothing was left

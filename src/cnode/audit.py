@@ -261,9 +261,22 @@ def sources_for(cfg: RunConfig) -> dict[str, RunConfig]:
     return {name: src for name, src in found.items() if src.key() != cfg.key()}
 
 
+def square_stage_breaks(after: dict[str, float]) -> float:
+    """The fraction of images AutoAttack's Square stage breaks after its gradient stages (APGD-CE, APGD-T, FAB-T)
+    left them intact: the drop of its robust accuracy at the Square stage (``after`` maps each attack run, in
+    order, to the robust accuracy after it; 0 when Square did not run because nothing was left)."""
+    names = list(after)
+    if "SQUARE" not in names or names.index("SQUARE") == 0:
+        return 0.0
+    return max(0.0, after[names[names.index("SQUARE") - 1]] - after["SQUARE"])
+
+
 def verdict(entry: dict[str, Any], tolerance: float) -> list[str]:
     """The masking rule, stated before any number (book chapter 7): a card entry is flagged for each of
-    (1) transfer or Square break more than ``tolerance`` of the images every white-box attack left intact;
+    (1) a gradient-free or transfer attack breaks more than ``tolerance`` of the images the gradient attacks left
+    intact: transfer or Square alone against every white-box attack per image, and AutoAttack's own Square stage
+    against its gradient stages (``square_stage_breaks``: AutoAttack ends with Square, so the per-image check alone
+    cannot see what Square adds inside it);
     (2) robust accuracy rises with PGD effort (PGD-100 x 5 with the margin loss above PGD-20 by more than
     ``tolerance``); (3) attacks crafted with another solver break more than ``tolerance`` of the images the
     training solver's white-box attacks left intact; (4) AutoAttack's own checks raise a flag.
@@ -272,6 +285,9 @@ def verdict(entry: dict[str, Any], tolerance: float) -> list[str]:
     if entry["broken_only_by_black_box"] > tolerance:
         reasons.append(f"black-box attacks break {entry['broken_only_by_black_box']:.1%} of the images every "
                        "white-box attack left intact")
+    stage = square_stage_breaks(entry["autoattack"].get("after", {}))
+    if stage > tolerance:
+        reasons.append(f"AutoAttack's Square stage breaks {stage:.1%} of the images its gradient stages left intact")
     if entry["acc"]["pgd_strong"] > entry["acc"]["pgd20"] + tolerance:
         reasons.append(f"more PGD effort raises robust accuracy ({entry['acc']['pgd20']:.1%} -> "
                        f"{entry['acc']['pgd_strong']:.1%})")

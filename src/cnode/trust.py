@@ -99,6 +99,7 @@ def card_frame(cards: list[tuple[RunConfig, str, dict[str, Any]]], tolerance: fl
                          **{label: entry["acc"].get(key, float("nan")) for key, label in ATTACKS.items()},
                          "white-box min": entry["white_box_min"], "card min": entry["card_min"],
                          "broken only by black box": entry["broken_only_by_black_box"],
+                         "AA Square stage breaks": audit.square_stage_breaks(entry["autoattack"].get("after", {})),
                          "verdict": f"masking suspected ({len(reasons)} signs)" if reasons else "none found",
                          "masking": "; ".join(reasons) if reasons else "none found",
                          "minutes": sum(entry["seconds"].values()) / 60})
