@@ -99,3 +99,10 @@ def test_square_stage_rule_reads_autoattack_stages_in_order():
     entry["autoattack"]["after"] = {"APGD-CE": 0.25, "APGD-T": 0.246, "FAB-T": 0.246, "SQUARE": 0.244}
     assert audit.verdict(entry, 0.01) == []  # 0.2 % is within the tolerance
     assert audit.square_stage_breaks({"APGD-CE": 0.0}) == 0.0  # Square never ran: nothing was left
+
+
+def test_autoattack_flags_are_summarized_one_line_per_kind():
+    flags = [f"there are {n} points with zero gradient! This might lead to unreliable evaluation." for n in (250, 175)]
+    flags.append("Square Attack has decreased the robust accuracy of 30.00%. This might indicate that ...")
+    assert audit.flag_summary(flags) == ["there are 250 points with zero gradient! (the largest of 2)",
+                                         "Square Attack has decreased the robust accuracy of 30.00%."]

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -294,5 +295,19 @@ def verdict(entry: dict[str, Any], tolerance: float) -> list[str]:
     for kind, check in entry.get("solvers", {}).items():
         if check["new_breaks"] > tolerance:
             reasons.append(f"attacks crafted with {kind} break {check['new_breaks']:.1%} more images")
-    reasons += [f"AutoAttack: {flag}" for flag in entry["autoattack"].get("flags", [])]
+    reasons += [f"AutoAttack: {flag}" for flag in flag_summary(entry["autoattack"].get("flags", []))]
     return reasons
+
+
+def flag_summary(flags: list[str]) -> list[str]:
+    """AutoAttack's flags, one line per kind: its first sentence, with the largest number the kind reached and
+    how often it was raised (it repeats "there are N points with zero gradient!" at every check)."""
+    kinds: dict[str, list[str]] = {}
+    for flag in flags:
+        first = re.split(r"(?<=[.!])\s", flag, maxsplit=1)[0]
+        kinds.setdefault(re.sub(r"\d+(\.\d+)?", "#", first), []).append(first)
+    lines = []
+    for found in kinds.values():
+        top = max(found, key=lambda text: max((float(n) for n in re.findall(r"\d+(?:\.\d+)?", text)), default=0))
+        lines.append(top if len(found) == 1 else f"{top} (the largest of {len(found)})")
+    return lines
