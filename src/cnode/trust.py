@@ -100,7 +100,8 @@ def card_frame(cards: list[tuple[RunConfig, str, dict[str, Any]]], tolerance: fl
                          "white-box min": entry["white_box_min"], "card min": entry["card_min"],
                          "broken only by black box": entry["broken_only_by_black_box"],
                          "AA Square stage breaks": audit.square_stage_breaks(entry["autoattack"].get("after", {})),
-                         "verdict": f"masking suspected ({len(reasons)} signs)" if reasons else "none found",
+                         "verdict": f"masking suspected ({len(reasons)} sign{'s' * (len(reasons) > 1)})" if reasons
+                         else "none found",
                          "masking": "; ".join(reasons) if reasons else "none found",
                          "minutes": sum(entry["seconds"].values()) / 60})
     return pd.DataFrame(rows)
@@ -125,3 +126,25 @@ def corrections(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame[["dataset", "model", "eps", "PGD-20", "card min"]].copy()
     out["overstated by"] = out["PGD-20"] - out["card min"]
     return out
+
+
+def flagged_text(frame: pd.DataFrame) -> str:
+    """One clause per flagged card of ``card_frame`` (controls excluded): model, dataset, eps, the rule's reasons,
+    and the card's minimum beside PGD-20 and AutoAttack, so the reader can weigh the flag; "none" if none."""
+    real = frame[~frame["model"].str.contains("quantized") & (frame["verdict"] != "none found")]
+    return "; ".join(f"the {row.model} on {row.dataset} at eps {row.eps:g} ({row.masking}; card minimum "
+                     f"{row['card min']:.3f}, PGD-20 {row['PGD-20']:.3f}, AutoAttack {row['AutoAttack']:.3f})"
+                     for _, row in real.iterrows()) or "none"
+
+
+def solver_clean_drop(cards: list[tuple[RunConfig, str, dict[str, Any]]]) -> pd.DataFrame:
+    """Per CNODE and solver variant: clean accuracy with the training solver and with the variant on the audited
+    images, and the drop (how much the trained model depends on its Euler discretization rather than the flow)."""
+    rows = []
+    for cfg, name, card in cards:
+        entry = next(iter(card["eps"].values()))
+        for kind, check in entry.get("solvers", {}).items():
+            rows.append({"dataset": cfg.dataset, "model": name, "solver": kind, "clean (training solver)":
+                         card["clean_acc"], "clean (variant)": check["clean"],
+                         "drop": card["clean_acc"] - check["clean"]})
+    return pd.DataFrame(rows)
