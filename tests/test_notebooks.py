@@ -93,6 +93,9 @@ def check_trust(values: dict) -> None:
     assert values["t_control"] == "flagged" and values["t_plain"] == "not flagged"
     assert 0 <= values["t_flagged"] <= values["t_cards"] and values["t_overstated"] >= 0
     assert 0 <= values["t_best_cert"] <= 1
+    assert 0 <= values["t_newbreak_max"] <= 1 and values["t_drop_to"] == pytest.approx(
+        values["t_drop_from"] - values["t_drop_max"], abs=2e-3)  # the three glued numbers of one row
+    assert (values["t_flagged_list"] == "none") == (values["t_flagged"] == 0)
 
 
 #: chapter stem -> (tiny parameters, assertions on the glued values). Every chapter needs an entry.

@@ -17,8 +17,8 @@ from cnode.config import RunConfig
 from cnode.plans import Plan
 
 #: attack columns of the card table, in the order the chapter shows them
-ATTACKS = {"pgd20": "PGD-20", "pgd_strong": "PGD-100x5 margin", "autoattack": "AutoAttack",
-           "transfer_cnn": "transfer from CNN", "transfer_vanilla": "transfer from vanilla", "square": "Square"}
+ATTACKS = {"pgd20": "PGD-20", "pgd_strong": "PGD-100×5", "autoattack": "AutoAttack",
+           "transfer_cnn": "from CNN", "transfer_vanilla": "from vanilla", "square": "Square"}
 
 
 #: the solver checks' columns as the page shows them: "crafted on -> evaluated on"
@@ -34,14 +34,14 @@ def model_name(cfg: RunConfig, base_T: float) -> str:
 
 
 def collect(plan: Plan) -> list[tuple[RunConfig, str, dict[str, Any]]]:
-    """(config, model name, card) for every run of the plan, then (config, name + ' + quantized input', the
+    """(config, model name, card) for every run of the plan, then (config, name + ' quantized' (its input), the
     control's card) for each run the positive control wraps."""
     base_T = RunConfig.from_profile(plan.runs[0].profile).T
     out = []
     for cfg in plan.runs:
         out.append((cfg, model_name(cfg, base_T), store.load_or_audit(store.load_or_train(cfg), plan.audit)))
     for cfg in plan.controls():
-        name = f"{model_name(cfg, base_T)} + quantized input ({plan.control_levels} levels)"
+        name = f"{model_name(cfg, base_T)} quantized"
         out.append((cfg, name, store.load_or_audit(store.load_or_train(cfg), plan.audit, plan.control_levels)))
     return out
 
@@ -98,8 +98,8 @@ def card_frame(cards: list[tuple[RunConfig, str, dict[str, Any]]], tolerance: fl
             rows.append({"dataset": cfg.dataset, "model": name, "eps": float(eps), "clean": card["clean_acc"],
                          **{label: entry["acc"].get(key, float("nan")) for key, label in ATTACKS.items()},
                          "white-box min": entry["white_box_min"], "card min": entry["card_min"],
-                         "broken only by black box": entry["broken_only_by_black_box"],
-                         "AA Square stage breaks": audit.square_stage_breaks(entry["autoattack"].get("after", {})),
+                         "black-box only": entry["broken_only_by_black_box"],
+                         "AA Square stage": audit.square_stage_breaks(entry["autoattack"].get("after", {})),
                          "verdict": f"masking suspected ({len(reasons)} sign{'s' * (len(reasons) > 1)})" if reasons
                          else "none found",
                          "masking": "; ".join(reasons) if reasons else "none found",
