@@ -95,7 +95,8 @@ def card_frame(cards: list[tuple[RunConfig, str, dict[str, Any]]], tolerance: fl
     for cfg, name, card in cards:
         for eps, entry in card["eps"].items():
             reasons = audit.verdict(entry, tolerance)
-            rows.append({"dataset": cfg.dataset, "model": name, "eps": float(eps), "clean": card["clean_acc"],
+            rows.append({"dataset": cfg.dataset, "model": name, "eps": float(eps),
+                         "control": card.get("control_levels") is not None, "clean": card["clean_acc"],
                          **{label: entry["acc"].get(key, float("nan")) for key, label in ATTACKS.items()},
                          "white-box min": entry["white_box_min"], "card min": entry["card_min"],
                          "black-box only": entry["broken_only_by_black_box"],
@@ -131,7 +132,7 @@ def corrections(frame: pd.DataFrame) -> pd.DataFrame:
 def flagged_text(frame: pd.DataFrame) -> str:
     """One clause per flagged card of ``card_frame`` (controls excluded): model, dataset, eps, the rule's reasons,
     and the card's minimum beside PGD-20 and AutoAttack, so the reader can weigh the flag; "none" if none."""
-    real = frame[~frame["model"].str.contains("quantized") & (frame["verdict"] != "none found")]
+    real = frame[~frame["control"] & (frame["verdict"] != "none found")]
     return "; ".join(f"the {row.model} on {row.dataset} at eps {row.eps:g} ({row.masking}; card minimum "
                      f"{row['card min']:.3f}, PGD-20 {row['PGD-20']:.3f}, AutoAttack {row['AutoAttack']:.3f})"
                      for _, row in real.iterrows()) or "none"
