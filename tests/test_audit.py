@@ -106,3 +106,15 @@ def test_autoattack_flags_are_summarized_one_line_per_kind():
     flags.append("Square Attack has decreased the robust accuracy of 30.00%. This might indicate that ...")
     assert audit.flag_summary(flags) == ["there are 250 points with zero gradient! (the largest of 2)",
                                          "Square Attack has decreased the robust accuracy of 30.00%."]
+
+
+def test_flag_count_counts_cards_per_model_not_per_eps():
+    import pandas as pd
+
+    from cnode.trust import flag_count
+
+    frame = pd.DataFrame({"dataset": ["mnist"] * 6, "model": ["cnn", "cnn", "vanilla", "vanilla", "ctl", "ctl"],
+                          "eps": [0.05, 0.1] * 3, "control": [False] * 4 + [True] * 2,
+                          "verdict": ["masking suspected", "none found", "none found", "none found",
+                                      "masking suspected", "masking suspected"]})
+    assert flag_count(frame) == (1, 2)  # the CNN flagged at one eps is one flagged card; the control is left out

@@ -187,3 +187,12 @@ def test_committed_notebooks_carry_no_volatile_metadata():
 
     for notebook in chapters():
         assert not volatile(json.loads(notebook.read_text())), f"{notebook.name}: run `python -m cnode.nbclean`"
+
+
+@pytest.mark.parametrize("notebook", notebooks(), ids=lambda p: p.stem)
+def test_committed_notebooks_ran_with_their_default_parameters(notebook: Path):
+    """A committed chapter carries the outputs of its default parameters: no cell papermill injects ``-p``/``-y``
+    values into (a preview run with other parameters must not be committed as the chapter)."""
+    nb = nbformat.read(notebook, as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert not injected, f"{notebook.name} ran with {injected[0].source!r}: re-execute it at its defaults"

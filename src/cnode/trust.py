@@ -108,6 +108,13 @@ def card_frame(cards: list[tuple[RunConfig, str, dict[str, Any]]], tolerance: fl
     return pd.DataFrame(rows)
 
 
+def audit_minutes(cards: list[tuple[RunConfig, str, dict[str, Any]]]) -> float:
+    """Compute minutes of all ``cards`` as stored with them: every attack at every eps plus the certificate (the
+    machine and what else it ran at the time are the run's; this is their sum, not a benchmark)."""
+    seconds = sum(sum(entry["seconds"].values()) for _, _, card in cards for entry in card["eps"].values())
+    return (seconds + sum(card.get("certificate", {}).get("seconds", 0.0) for _, _, card in cards)) / 60
+
+
 def solver_frame(cards: list[tuple[RunConfig, str, dict[str, Any]]]) -> pd.DataFrame:
     """Per CNODE, eps and solver variant: clean accuracy with the variant, PGD-20 crafted on the training solver
     and evaluated on the variant, crafted and evaluated on the variant, crafted on the variant and evaluated on
@@ -136,6 +143,14 @@ def flagged_text(frame: pd.DataFrame) -> str:
     return "; ".join(f"the {row.model} on {row.dataset} at eps {row.eps:g} ({row.masking}; card minimum "
                      f"{row['card min']:.3f}, PGD-20 {row['PGD-20']:.3f}, AutoAttack {row['AutoAttack']:.3f})"
                      for _, row in real.iterrows()) or "none"
+
+
+def flag_count(frame: pd.DataFrame) -> tuple[int, int]:
+    """(flagged, cards): the cards of real models in ``card_frame`` (one per dataset and model, over all its eps;
+    controls excluded) and how many of them the masking rule flags at one eps or more."""
+    real = frame[~frame["control"]]
+    flagged = (real["verdict"] != "none found").groupby([real["dataset"], real["model"]]).any()
+    return int(flagged.sum()), len(flagged)
 
 
 def solver_clean_drop(cards: list[tuple[RunConfig, str, dict[str, Any]]]) -> pd.DataFrame:
