@@ -56,6 +56,7 @@ def check_rho_sweep(values: dict) -> None:
 def check_search(values: dict) -> None:
     assert values["n_runs"] == 12 and values["n_settings"] == 4 and values["floor"] == 0.9  # 2 regs x (T, gamma)
     assert values["answer"].startswith(("rho matters", "No setting"))
+    assert values["identical"].startswith(("every rate", "some rates"))
 
 
 def check_cost(values: dict) -> None:

@@ -92,3 +92,26 @@ def test_subsampled_jacobian_regularizer_is_unbiased():
              for _ in range(12)}
     assert len(draws) > 1 and draws <= {round(v, 9) for v in singles}
     assert regularizers.jacobian(model, states, rho=5.0, iters=72, samples=4).item() == pytest.approx(full)
+
+
+def test_an_active_hinge_gives_gradients_free_of_rho():
+    """Chapter 8: where every hinge term is active, rho drops out of the gradient (so the same seed trains the same
+    weights at both rates); where a term is inactive at one rate, the gradients differ."""
+    torch.manual_seed(2)
+    model = ConvNODE(channels=2, steps=2, T=0.2, image_size=6).double()
+    params = [conv.weight for conv in model.convs]
+
+    def grads(value: torch.Tensor) -> list[torch.Tensor]:
+        return list(torch.autograd.grad(value, params, retain_graph=True))
+
+    w16, w64 = grads(regularizers.weight(model, 16.0, A, B)), grads(regularizers.weight(model, 64.0, A, B))
+    assert all(torch.equal(g, h) for g, h in zip(w16, w64, strict=True))
+    certified = _certified_model(rho=1.0)
+    cparams = [conv.weight for conv in certified.convs]
+    low = torch.autograd.grad(regularizers.weight(certified, 0.5, A, B), cparams)
+    high = torch.autograd.grad(regularizers.weight(certified, 4.0, A, B), cparams)
+    assert any(not torch.equal(g, h) for g, h in zip(low, high, strict=True))
+    _, states = model(torch.rand(3, 1, 6, 6, dtype=torch.float64), return_states=True)
+    j16 = grads(regularizers.jacobian(model, states, rho=16.0, iters=20, generator=torch.Generator().manual_seed(0)))
+    j64 = grads(regularizers.jacobian(model, states, rho=64.0, iters=20, generator=torch.Generator().manual_seed(0)))
+    assert all(torch.equal(g, h) for g, h in zip(j16, j64, strict=True))

@@ -76,3 +76,18 @@ def test_the_search_rule_needs_separation_and_reached_targets_above_the_floor():
     none = rho_search.verdicts(pd.DataFrame(flat), min_clean=0.99)
     assert rho_search.answer(none).startswith("No setting") and not none["rho matters"].any()
     assert np.isclose(none.iloc[0]["clean range over rho"], 0.0025)
+
+
+def test_identical_models_groups_rates_that_stored_the_same_weights():
+    def cfg(rho: float, seed: int, regularizer: str = "weight") -> RunConfig:
+        return RunConfig.from_profile("smoke", regularizer=regularizer, rho=rho, seed=seed)
+
+    stored = [(cfg(4.0, 0), {"model_sha256": "a"}), (cfg(16.0, 0), {"model_sha256": "b"}),
+              (cfg(64.0, 0), {"model_sha256": "b"}), (cfg(4.0, 1), {"model_sha256": "c"}),
+              (cfg(16.0, 1), {"model_sha256": "d"}), (cfg(64.0, 1), {"model_sha256": "e"}),
+              (cfg(16.0, 0, "jacobian"), {"model_sha256": "b"}), (cfg(64.0, 0, "jacobian"), {"model_sha256": "f"})]
+    same = rho_search.identical_models(stored)
+    assert same.to_dict("records") == [{"setting": rho_search.setting_name(cfg(1.0, 0)), "rhos": "16 = 64",
+                                        "seeds": "1/2"}]  # one seed of two; another setting's hash is not compared
+    assert "16 = 64 (1/2 seeds)" in rho_search.identical_text(same)
+    assert rho_search.identical_text(rho_search.identical_models(stored[:2])).startswith("every rate")
