@@ -3,6 +3,7 @@ and the plain model is not, solver variants keep K(t) piecewise constant, certif
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -10,6 +11,7 @@ from cnode import audit, data, store
 from cnode.config import RunConfig
 from cnode.lipschitz import certified_radius, lipschitz_bound
 from cnode.perturbations import pgd
+from cnode.trust import flag_count
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +111,6 @@ def test_autoattack_flags_are_summarized_one_line_per_kind():
 
 
 def test_flag_count_counts_cards_per_model_not_per_eps():
-    import pandas as pd
-
-    from cnode.trust import flag_count
-
     frame = pd.DataFrame({"dataset": ["mnist"] * 6, "model": ["cnn", "cnn", "vanilla", "vanilla", "ctl", "ctl"],
                           "eps": [0.05, 0.1] * 3, "control": [False] * 4 + [True] * 2,
                           "verdict": ["masking suspected", "none found", "none found", "none found",

@@ -183,6 +183,17 @@ def test_an_int_is_accepted_where_a_float_is_expected(tmp_path: Path):
     assert glued(nb)["observed_rate"] >= 2.0
 
 
+def test_nbclean_strips_run_times_and_the_output_path():
+    from cnode.nbclean import strip, volatile
+
+    run = {"duration": 1.0, "input_path": "book/x.ipynb", "output_path": "/elsewhere/x.ipynb"}
+    nb = {"metadata": {"papermill": run},
+          "cells": [{"metadata": {"execution": {}, "tags": ["hide-input"]}}]}
+    assert volatile(nb) == ["metadata.papermill.duration", "metadata.papermill.output_path", "cell 0: execution"]
+    assert not volatile(strip(nb)) and nb["metadata"]["papermill"]["output_path"] == "book/x.ipynb"
+    assert nb["cells"][0]["metadata"] == {"tags": ["hide-input"]}
+
+
 def test_committed_notebooks_carry_no_volatile_metadata():
     from cnode.nbclean import volatile
 

@@ -1,8 +1,10 @@
 """Strip what changes from run to run out of executed notebooks, so that ``make book`` leaves git clean.
 
 Papermill and the kernel record wall-clock times (``start_time``, ``end_time``, ``duration``, the ``execution``
-timestamps of every cell); none of it is a result. ``python -m cnode.nbclean book/*.ipynb`` rewrites the files
-in place (atomically); ``volatile(nb)`` lists what would be removed (the test on committed notebooks uses it).
+timestamps of every cell) and where a run wrote its copy (``output_path``: a path of the machine that ran it, set
+back to the notebook's own ``input_path``); none of it is a result. ``python -m cnode.nbclean book/*.ipynb``
+rewrites the files in place (atomically); ``volatile(nb)`` lists what would be removed (the test on committed
+notebooks uses it).
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ CELL_KEYS = ("papermill", "execution")  # per-cell metadata written by papermill
 def volatile(nb: dict[str, Any]) -> list[str]:
     """Where ``nb`` (a notebook as JSON) carries run-to-run metadata: a list of 'metadata.papermill.duration',
     'cell 3: execution', ... (empty when clean)."""
-    found = [f"metadata.papermill.{key}" for key in NOTEBOOK_KEYS if key in nb.get("metadata", {}).get("papermill", {})]
+    papermill = nb.get("metadata", {}).get("papermill", {})
+    found = [f"metadata.papermill.{key}" for key in NOTEBOOK_KEYS if key in papermill]
+    if papermill.get("output_path", papermill.get("input_path")) != papermill.get("input_path"):
+        found.append("metadata.papermill.output_path")
     for i, cell in enumerate(nb.get("cells", [])):
         found += [f"cell {i}: {key}" for key in CELL_KEYS if key in cell.get("metadata", {})]
     return found
@@ -32,6 +37,8 @@ def strip(nb: dict[str, Any]) -> dict[str, Any]:
     papermill = nb.get("metadata", {}).get("papermill", {})
     for key in NOTEBOOK_KEYS:
         papermill.pop(key, None)
+    if "output_path" in papermill:
+        papermill["output_path"] = papermill.get("input_path")
     for cell in nb.get("cells", []):
         for key in CELL_KEYS:
             cell.get("metadata", {}).pop(key, None)

@@ -90,7 +90,8 @@ def certified_frame(cards: list[tuple[RunConfig, str, dict[str, Any]]], points: 
 
 def card_frame(cards: list[tuple[RunConfig, str, dict[str, Any]]], tolerance: float) -> pd.DataFrame:
     """One row per model and L-inf eps: clean accuracy, every attack's accuracy, the white-box minimum, the card's
-    per-image minimum, the share broken only by black-box attacks, and the masking verdict's reasons."""
+    per-image minimum, the share broken only by black-box attacks, whether the card is a control, and the masking
+    verdict's reasons."""
     rows = []
     for cfg, name, card in cards:
         for eps, entry in card["eps"].items():
@@ -103,8 +104,7 @@ def card_frame(cards: list[tuple[RunConfig, str, dict[str, Any]]], tolerance: fl
                          "AA Square stage": audit.square_stage_breaks(entry["autoattack"].get("after", {})),
                          "verdict": f"masking suspected ({len(reasons)} sign{'s' * (len(reasons) > 1)})" if reasons
                          else "none found",
-                         "masking": "; ".join(reasons) if reasons else "none found",
-                         "minutes": sum(entry["seconds"].values()) / 60})
+                         "masking": "; ".join(reasons) if reasons else "none found"})
     return pd.DataFrame(rows)
 
 
