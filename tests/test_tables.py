@@ -76,6 +76,8 @@ def test_the_search_rule_needs_separation_and_reached_targets_above_the_floor():
     none = rho_search.verdicts(pd.DataFrame(flat), min_clean=0.99)
     assert rho_search.answer(none).startswith("No setting") and not none["rho matters"].any()
     assert np.isclose(none.iloc[0]["clean range over rho"], 0.0025)
+    apart = rho_search.verdicts(pd.DataFrame(separated), min_clean=0.99)  # separates, nothing reaches the floor
+    assert f"separates in 1 of 1 settings ({first}: range " in rho_search.answer(apart)
 
 
 def test_identical_models_groups_rates_that_stored_the_same_weights():

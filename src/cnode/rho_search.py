@@ -136,12 +136,12 @@ def answer(found: pd.DataFrame) -> str:
                 + ".")
     separating = found[found["separates"]]
     reached = found[found["rhos with targets reached"] != "none"]
+    where = "; ".join(f"{s}: range {row['clean range over rho']:.3f} against {row['2 x seed sd']:.3f}"
+                      for s, row in separating.iterrows())
     return (f"No setting of the search makes rho matter by the rule above: the clean-accuracy curve separates in "
-            f"{len(separating)} of {len(found)} settings, and the targets are reached at the accuracy floor in "
-            f"{len(reached)}, but never both in one setting." if len(separating) and len(reached) else
-            f"No setting of the search makes rho matter by the rule above: the clean-accuracy curve separates in "
-            f"{len(separating)} of {len(found)} settings, and the targets are reached at the accuracy floor in "
-            f"{len(reached)}.")
+            f"{len(separating)} of {len(found)} settings" + (f" ({where})" if where else "")
+            + f", and the targets are reached at the accuracy floor in {len(reached)}"
+            + (", but never both in one setting." if len(separating) and len(reached) else "."))
 
 
 def showcase(found: pd.DataFrame, authors: str) -> list[str]:
