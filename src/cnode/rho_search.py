@@ -9,6 +9,7 @@ targets (final R_W = 0, every channel certified, certified rate >= rho) with mea
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -89,18 +90,17 @@ def identical_models(stored: list[tuple[RunConfig, dict[str, Any]]]) -> pd.DataF
     The regularizers are hinges (eqs. ``reg-weight``, ``reg-jacobian``): while every term is active, the gradient
     of ReLU(2 rho + m) or ReLU(lambda + rho) is that of m or lambda, free of rho, so the same seed trains the same
     weights. Columns: setting, rhos ("16 = 64"), seeds ("3/3"); empty when every rate gave its own model."""
-    seeds: dict[tuple[str, tuple[float, ...]], set[int]] = {}
-    totals: dict[str, set[int]] = {}
-    by_run: dict[tuple[str, int], dict[str, list[float]]] = {}
+    by_run: dict[tuple[str, int], dict[str, list[float]]] = {}  # (setting, seed) -> model hash -> rhos
     for cfg, metrics in stored:
-        totals.setdefault(setting_name(cfg), set()).add(cfg.seed)
         by_run.setdefault((setting_name(cfg), cfg.seed), {}).setdefault(metrics["model_sha256"], []).append(cfg.rho)
+    seeds: dict[tuple[str, tuple[float, ...]], set[int]] = {}
     for (setting, seed), groups in by_run.items():
         for rhos in groups.values():
             if len(rhos) > 1:
                 seeds.setdefault((setting, tuple(sorted(rhos))), set()).add(seed)
+    total = Counter(setting for setting, _ in by_run)  # seeds per setting
     rows = [{"setting": setting, "rhos": " = ".join(f"{r:g}" for r in rhos),
-             "seeds": f"{len(found)}/{len(totals[setting])}"} for (setting, rhos), found in seeds.items()]
+             "seeds": f"{len(found)}/{total[setting]}"} for (setting, rhos), found in seeds.items()]
     return pd.DataFrame(rows, columns=["setting", "rhos", "seeds"])
 
 
@@ -138,10 +138,11 @@ def answer(found: pd.DataFrame) -> str:
     reached = found[found["rhos with targets reached"] != "none"]
     where = "; ".join(f"{s}: range {row['clean range over rho']:.3f} against {row['2 x seed sd']:.3f}"
                       for s, row in separating.iterrows())
+    where = f" ({where})" if where else ""
+    ending = ", but never both in one setting." if len(separating) and len(reached) else "."
     return (f"No setting of the search makes rho matter by the rule above: the clean-accuracy curve separates in "
-            f"{len(separating)} of {len(found)} settings" + (f" ({where})" if where else "")
-            + f", and the targets are reached at the accuracy floor in {len(reached)}"
-            + (", but never both in one setting." if len(separating) and len(reached) else "."))
+            f"{len(separating)} of {len(found)} settings{where}, and the targets are reached at the accuracy floor "
+            f"in {len(reached)}{ending}")
 
 
 def showcase(found: pd.DataFrame, authors: str) -> list[str]:
