@@ -16,13 +16,21 @@ MATHJAX_SHA256  := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64
 MATHJAX_TGZ     := $(VENV)/mathjax-$(MATHJAX_VERSION).tgz
 MATHJAX         := _vendor/mathjax/tex-mml-chtml.js
 
-.PHONY: book test venv data chapters html unit smoke nbval browser browser-deps slurm mathjax lock lint bench clean \
-        paper-grid
+.PHONY: book test check venv data chapters html unit smoke nbval browser browser-deps slurm clean-tree mathjax lock \
+        lint bench clean paper-grid
 
 book: chapters
 	$(MAKE) html
 
-test: unit smoke nbval browser slurm
+# `make check` first (seconds): a broken edit stops the suite before the minutes of training and notebooks.
+test: check
+	$(MAKE) unit smoke nbval browser slurm clean-tree
+
+# What a contributor runs after every edit: ruff, then the pure tests (algebra, tables, parameters, rules), no
+# training, no notebooks, no browser.
+check: $(DATA_STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest tests -q -m "not notebook and not browser and not train"
 
 venv: $(STAMP)
 
@@ -73,7 +81,7 @@ html: $(STAMP) $(MATHJAX)
 	$(BIN)/jupyter-book build . -W --keep-going
 
 unit: $(DATA_STAMP)
-	$(BIN)/python -m pytest tests -m "not notebook and not browser"
+	$(BIN)/python -m pytest tests -m "train"
 
 smoke: $(DATA_STAMP)
 	$(BIN)/python -m pytest tests -m notebook
@@ -82,8 +90,13 @@ nbval: $(DATA_STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-sanitize-with $(NBVAL_SANITIZE) \
 	  --nbval-current-env $(CHAPTERS)
 
+# `make book` keeps the tree clean on any machine: a fresh clone of HEAD executes every chapter as `make chapters`
+# does (this checkout's venv and data) and git must see no change.
+clean-tree: $(DATA_STAMP)
+	.ci/clean-tree
+
 # Ratios of step times, memory, lambda_max accuracy and PGD throughput on this machine (a few minutes on 2
-# cores); writes benchmarks/results/<device>.json, which chapter 5 reads. Trained models come from results/.
+# cores); writes benchmarks/results/<this machine>.json (one file per machine; chapter 5 reads one of them). Trained models come from results/.
 bench: $(DATA_STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 

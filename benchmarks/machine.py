@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from typing import Any
 
 import torch
 
+from cnode import runtime
 from cnode.paths import repo_root
 
 
@@ -44,16 +46,21 @@ def machine_rates(device: torch.device, quick: bool) -> dict[str, float]:
 
 
 def machine(device: torch.device, threads: int) -> dict[str, Any]:
-    """Where the numbers come from (no host names or paths)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    """Where the numbers come from (no host names or paths): ``cnode.runtime.machine`` (CPU model, instruction set
+    level, feature flags, GPU, torch, threads) under ``machine``, plus the fields the book prints."""
+    found = {**runtime.machine(device), "threads": threads}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(), capture_output=True,
                             text=True).stdout.strip() or None
-    return {"device": device.type, "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
-            "cpu": cpu, "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
-            "python": platform.python_version(), "git_commit": commit,
-            "date": datetime.date.today().isoformat()}
+    return {"device": device.type, "device_name": found["gpu"] or found["cpu"], "cpu": found["cpu"],
+            "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
+            "python": platform.python_version(), "git_commit": commit, "date": datetime.date.today().isoformat(),
+            "machine": found}
+
+
+def result_name(m: dict[str, Any]) -> str:
+    """The JSON file of a machine's runs in ``benchmarks/results``: device kind, name, instruction set level and
+    the start of the flags hash, e.g. ``cpu-intel-xeon-processor-avx512-fc7df0.json``."""
+    found = m.get("machine") or {}
+    name = m["device_name"].replace("(R)", "").replace("(TM)", "")
+    parts = [m["device"], name, found.get("cpu_capability") or "", (found.get("cpu_flags") or "")[:6]]
+    return re.sub(r"[^a-z0-9]+", "-", " ".join(parts).lower()).strip("-") + ".json"

@@ -1,6 +1,6 @@
 """Cost of training and attacking CNODEs: one table, one JSON (issues 6 and 11; book chapter 5 reads the JSON).
 
-    python benchmarks/run.py                  # CPU, 2 threads, updates benchmarks/results/cpu.json
+    python benchmarks/run.py                  # CPU, 2 threads: benchmarks/results/<this machine>.json
     python benchmarks/run.py --device cuda    # the same on a GPU, plus one paper-profile epoch per regularizer
     python benchmarks/run.py --quick --out /tmp/b.json   # seconds: tiny settings, eager, for tests only
 
@@ -20,7 +20,8 @@ What is measured (all on one machine, in one run):
    cnode's attack and of the pre-issue-11 loop (``reference.pgd_reference``) on the same models and images,
    and whether every image has the same outcome.
 Ratios are the result; absolute times belong to the machine recorded in the JSON. The JSON keeps the summary
-of the last ``--keep`` runs on this device kind (``runs``), so the spread between runs is on record.
+of the last ``--keep`` runs on this machine (``runs``), so the spread between runs is on record; each machine
+has a file of its own (``machine.result_name``), so that runs of two machines are never pooled.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import memory
 import torch
 import torch.nn.functional as F
 from estimates import _config, estimate_errors, stored_models
-from machine import _sync, machine, machine_rates
+from machine import _sync, machine, machine_rates, result_name
 from reference import Reference, pgd_reference, plain_copy
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -50,6 +51,7 @@ from cnode import data
 from cnode.config import RunConfig
 from cnode.paths import atomic_file, repo_root
 from cnode.perturbations import pgd
+from cnode.runtime import machine_label
 from cnode.train import build_model, compiled, interleaved_times, resolve_device, train_step
 
 HERE = Path(__file__).resolve().parent
@@ -281,13 +283,15 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def with_history(result: dict[str, Any], out: Path, keep: int) -> dict[str, Any]:
-    """``result`` plus ``runs``: the summaries of up to ``keep - 1`` earlier runs found in ``out`` (same device
-    kind, not quick) and of this one, oldest first."""
+    """``result`` plus ``runs``: the summaries of up to ``keep - 1`` earlier runs found in ``out`` on the same
+    machine (``runtime.machine_label``: another machine's runs are never pooled with these), and of this one, oldest
+    first; a quick run keeps no history."""
     earlier: list[dict[str, Any]] = []
     if out.exists() and not result["settings"]["quick"]:
         try:
             old = json.loads(out.read_text())
-            earlier = [r for r in old.get("runs", []) if r["machine"]["device"] == result["machine"]["device"]]
+            mine = machine_label(result["machine"])
+            earlier = [r for r in old.get("runs", []) if machine_label(r["machine"]) == mine]
         except (json.JSONDecodeError, KeyError, TypeError):
             print(f"warning: {out} was not a benchmark result; starting its run history afresh", file=sys.stderr)
     earlier = earlier[len(earlier) - keep + 1:] if keep > 1 else []
@@ -336,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=None, help="training batch (default 128; --quick: 16)")
     parser.add_argument("--quick", action="store_true", help="tiny settings, eager, for tests; not for reporting")
     parser.add_argument("--keep", type=int, default=3, help="runs whose summaries the JSON keeps (default 3)")
-    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/<device>.json)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/<machine>.json)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
@@ -352,10 +356,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: --rounds must be >= 20 for reported numbers, got {args.rounds}")
     if args.keep < 1:
         raise SystemExit(f"error: --keep must be >= 1, got {args.keep}")
-    out = args.out or HERE / "results" / f"{device.type}.json"
     with tempfile.TemporaryDirectory() as cache:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # first calls compile from scratch, as on a new machine
-        result = with_history(run(args), out, args.keep)
+        measured = run(args)
+        out = args.out or HERE / "results" / result_name(measured["machine"])
+        result = with_history(measured, out, args.keep)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(out) as fh:
         fh.write((json.dumps(result, indent=1) + "\n").encode())

@@ -27,6 +27,7 @@ def models(tmp_path_factory):
     mp.undo()
 
 
+@pytest.mark.train
 def test_autoattack_wrapper_stays_in_the_ball_and_the_box(models):
     vanilla, _, x, y = models
     adv, info = audit.autoattack(vanilla.model, x, y, 0.1, audit.AUDITS["smoke"])
@@ -35,6 +36,7 @@ def test_autoattack_wrapper_stays_in_the_ball_and_the_box(models):
     assert all(p.requires_grad for p in vanilla.model.parameters())  # frozen only while attacking
 
 
+@pytest.mark.train
 def test_masked_control_is_flagged_and_the_plain_model_is_not(models, tmp_path):
     vanilla, cnn, _, _ = models
     plain = store.load_or_audit(vanilla, "smoke")
@@ -63,6 +65,7 @@ def test_transfer_sources_are_trained_like_the_target():
     assert set(audit.sources_for(sources["vanilla"])) == {"cnn"}
 
 
+@pytest.mark.train
 def test_solver_variants_keep_the_weights_and_converge_to_each_other(models):
     vanilla, _, x, _ = models
     model = vanilla.model
@@ -75,6 +78,7 @@ def test_solver_variants_keep_the_weights_and_converge_to_each_other(models):
     assert model.solver == "euler" and model.steps == vanilla.cfg.steps  # the original is untouched
 
 
+@pytest.mark.train
 def test_no_certified_image_is_broken_by_l2_pgd_at_its_radius(models):
     """Soundness of the certificate. The bound is loose on this model (a bound 100x too small lets this attack
     break certified images, 30x does not), so gross errors fail here; ``test_lipschitz`` checks it closely."""

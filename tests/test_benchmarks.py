@@ -34,7 +34,7 @@ def test_quick_benchmark_measures_every_figure(quick: Path):
     assert steps["vanilla"]["ratio"] == 1.0
     for row in steps.values():
         assert row["median_ms"] > 0 and row["q25_ms"] <= row["median_ms"] <= row["q75_ms"] and row["saved_mb"] > 0
-    assert steps["vanilla"]["peak_mb"] is not None and steps["vanilla"]["peak_mb"] >= 0
+    assert steps["vanilla"]["peak_mb"] is not None and math.isfinite(steps["vanilla"]["peak_mb"])
     assert steps["jacobian"]["iters"] == bench["settings"]["jacobian_default_iters"]
     for row in bench["estimates"]:  # a Rayleigh quotient never exceeds the dense lambda_max
         assert row["estimate"] <= row["dense"] + 1e-4 * max(1.0, abs(row["dense"]))
@@ -52,6 +52,24 @@ def test_quick_benchmark_measures_every_figure(quick: Path):
     assert len(bench["runs"]) == 1 and bench["runs"][0]["targets"] == bench["targets"]  # quick: no history
 
 
+@pytest.mark.parametrize("megabytes", [64, 256])
+def test_peak_memory_of_a_step_is_what_it_allocates(megabytes: int):
+    """``memory.peak_megabytes`` on a step whose peak is known: a fresh tensor of ``megabytes`` MB, written
+    through (so its pages are resident), then freed. Setup and the first call are not counted."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import memory
+    finally:
+        sys.path.pop(0)
+    import torch
+
+    def step(_: int) -> None:
+        torch.ones(megabytes * 2**18)  # float32: 4 bytes each
+
+    peak = memory.peak_megabytes(step, torch.device("cpu"))
+    assert 0.9 * megabytes <= peak <= 1.5 * megabytes
+
+
 def test_the_json_keeps_the_last_runs(tmp_path: Path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
@@ -60,15 +78,46 @@ def test_the_json_keeps_the_last_runs(tmp_path: Path):
         sys.path.pop(0)
     out = tmp_path / "cpu.json"
 
-    def result(i: int, quick: bool = False) -> dict:
-        return {"machine": {"device": "cpu", "date": f"d{i}"}, "targets": {"i": i}, "settings": {"quick": quick},
-                "steps": [], "pgd": []}
+    def result(i: int, quick: bool = False, cpu: str = "AMD EPYC") -> dict:
+        return {"machine": {"device": "cpu", "device_name": cpu, "date": f"d{i}"}, "targets": {"i": i},
+                "settings": {"quick": quick}, "steps": [], "pgd": []}
 
     for i in range(5):
         out.write_text(json.dumps(with_history(result(i), out, keep=3)))
     assert [r["targets"]["i"] for r in json.loads(out.read_text())["runs"]] == [2, 3, 4]
     assert [r["targets"]["i"] for r in with_history(result(9, quick=True), out, keep=3)["runs"]] == [9]
     assert [r["targets"]["i"] for r in with_history(result(9), out, keep=1)["runs"]] == [9]
+    assert [r["targets"]["i"] for r in with_history(result(7, cpu="Intel Xeon"), out, keep=3)["runs"]] == [7]
+
+
+def test_each_machine_has_a_file_and_the_chapter_pools_none(tmp_path: Path):
+    """Runs of another machine go to a file of their own (``machine.result_name``), and chapter 5's spread and
+    verdicts read only the runs of its machine; the others are listed apart (``cost.other_machines``)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from machine import result_name
+    finally:
+        sys.path.pop(0)
+    from cnode import cost
+
+    amd = {"device": "cpu", "device_name": "AMD EPYC", "date": "d1", "git_commit": "a", "cores": 2, "threads": 2,
+           "torch": "2"}
+    intel = {**amd, "device_name": "Intel(R) Xeon(R) Processor", "date": "d2", "machine": {
+        "cpu": "Intel(R) Xeon(R) Processor", "cpu_capability": "AVX512", "cpu_flags": "fc7df03f53a7", "gpu": None,
+        "torch": "2", "threads": 2}}
+    assert result_name(amd) == "cpu-amd-epyc.json"
+    assert result_name(intel) == "cpu-intel-xeon-processor-avx512-fc7df0.json"
+    targets = {k: 1.0 for k in cost.TARGETS}
+    runs = [{"machine": amd, "targets": {**targets, "weight_ratio": 1.01}},
+            {"machine": intel, "targets": {**targets, "weight_ratio": 2.0}}]  # a stray run of another machine
+    bench = {"machine": amd, "targets": runs[0]["targets"], "steps": [], "runs": runs}
+    assert cost.machine_runs(bench) == runs[:1] and cost.runs_verdict(bench, "weight_ratio") == "met in 1 of 1 runs"
+    (tmp_path / result_name(amd)).write_text(json.dumps(bench))
+    (tmp_path / result_name(intel)).write_text(json.dumps({**bench, "machine": intel, "runs": runs[1:]}))
+    listed = cost.other_machines(tmp_path / result_name(amd))
+    assert listed.to_dict("records") == [{"machine": "Intel(R) Xeon(R) Processor (AVX512), 2 cores, 2 threads, torch 2",
+                                          "date": "d2", "vanilla speedup over the loop": 1.0,
+                                          "weight / vanilla": 2.0, "Jacobian / vanilla": 1.0}]
 
 
 def test_cost_chapter_reads_a_fresh_benchmark(quick: Path, tmp_path: Path, monkeypatch):

@@ -1,6 +1,6 @@
-"""The committed store (results/) serves every run and evaluation the chapters need at their default
-parameters, so re-executing the book never retrains. A changed config key shows up here, not as an hour of
-training inside nbval."""
+"""The committed store (results/) serves every run, evaluation, mechanism measurement and audit card the chapters
+need at their default parameters, so re-executing the book never retrains. A changed config key shows up here,
+not as an hour of training inside nbval."""
 
 from __future__ import annotations
 
@@ -10,25 +10,51 @@ import pytest
 import yaml
 
 from cnode import plans
-from cnode.evaluate import SUITES
 from cnode.paths import repo_root, results_dir
-from cnode.store import run_dir
 
 
-def needed() -> list[tuple[str, list, str | None]]:
+def shown_plans() -> list[plans.Plan]:
     """The plan of every chapter the book shows (``_toc.yml``) at its default parameters (``cnode.plans``: the
     list the chapters use). A chapter still being written, not yet in the table of contents, is not checked."""
     toc = yaml.safe_load((repo_root() / "_toc.yml").read_text())
     shown = {Path(entry["file"]).name for entry in toc["chapters"]}
-    return [(p.chapter, list(p.runs), p.suite) for p in map(plans.plan, plans.PLANS) if p.chapter in shown]
+    return [p for p in map(plans.plan, plans.PLANS) if p.chapter in shown]
 
 
-@pytest.mark.parametrize("stem, cfgs, suite", needed(), ids=lambda v: v if isinstance(v, str) else "")
-def test_committed_store_serves_the_chapter_defaults(stem, cfgs, suite):
+@pytest.mark.parametrize("plan", shown_plans(), ids=lambda p: p.chapter)
+def test_committed_store_serves_the_chapter_defaults(plan: plans.Plan):
     assert str(results_dir()).endswith("results"), "run without CNODE_RESULTS to check the committed store"
-    missing = [cfg.label() for cfg in cfgs if not (run_dir(cfg) / "metrics.json").exists()]
-    assert not missing, f"{stem}: runs missing from results/ (retrain with `make chapters`): {missing}"
-    if suite is not None:
-        name = f"eval-{SUITES[suite].key()}.json"
-        unevaluated = [cfg.label() for cfg in cfgs if not (run_dir(cfg) / name).exists()]
-        assert not unevaluated, f"{stem}: evaluations missing from results/: {unevaluated}"
+    missing = [f"{cfg.dataset} {cfg.label()} T={cfg.T:g}" for cfg in plan.todo()]  # untrained, or a file missing
+    assert not missing, f"{plan.chapter}: {len(missing)} runs lack a file in results/: {missing}"
+
+
+def test_the_check_sees_a_missing_audit_and_a_missing_measurement(tmp_path):
+    """``todo`` is what the test above relies on: with every run trained and evaluated, a run whose audit card
+    or mechanism measurement is missing is still to do, and is done once the file is there."""
+    from cnode.mechanism import MECHANISMS
+    from cnode.store import audit_file, run_dir
+
+    trust = plans.plan("07_trust", {"profile": "smoke", "datasets": ["mnist"], "audit": "smoke"})
+    horizon = plans.plan("06_horizon", {"profile": "smoke", "datasets": ["mnist"], "seeds": [0], "suite": "smoke",
+                                        "mechanism": "smoke", "fine_steps": 8})
+    for plan in (trust, horizon):
+        for cfg in plan.runs:
+            run_dir(cfg, tmp_path).mkdir(parents=True, exist_ok=True)
+            (run_dir(cfg, tmp_path) / "metrics.json").write_text("{}")
+        if plan.suite:
+            from cnode.evaluate import SUITES
+
+            for cfg in plan.runs:
+                (run_dir(cfg, tmp_path) / f"eval-{SUITES[plan.suite].key()}.json").write_text("{}")
+    assert trust.todo(tmp_path) == list(trust.runs)  # no card yet
+    for cfg in trust.runs:
+        (run_dir(cfg, tmp_path) / audit_file(cfg, "smoke")).write_text("{}")
+    assert trust.todo(tmp_path) == trust.controls()  # the positive control's card is missing still
+    for cfg in trust.controls():
+        (run_dir(cfg, tmp_path) / audit_file(cfg, "smoke", trust.control_levels)).write_text("{}")
+    assert trust.todo(tmp_path) == []
+    nodes = [cfg for cfg in horizon.runs if cfg.model == "cnode"]
+    assert nodes and horizon.todo(tmp_path) == nodes  # trained and evaluated, not measured
+    for cfg in nodes:
+        (run_dir(cfg, tmp_path) / f"mechanism-{MECHANISMS['smoke'].key()}.json").write_text("{}")
+    assert horizon.todo(tmp_path) == []

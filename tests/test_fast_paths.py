@@ -140,6 +140,7 @@ def test_a_misleading_warm_start_does_not_hurt_and_a_good_one_helps():
     assert errors["good"] < 1e-3 and errors["good"] < errors["cold"] / 50
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("return_states", [False, True])
 def test_compiled_forward_matches_eager_logits_and_gradients(return_states: bool):
     """``train.compiled`` (torch.compile, used by the cpu and paper profiles) against the eager model:

@@ -55,10 +55,28 @@ def test_the_rho_search_is_every_declared_setting_once():
         experiments.rho_search_runs("smoke", "mnist", [0], [1.0], [1.0], 1.0, [1.0], [-1.0])
 
 
+@pytest.mark.train
 def test_no_task_starts_after_the_deadline(empty_store):
     found = grid.tasks(grid.SMOKE_GRID)[:2]
     done = grid.run(found, workers=1, deadline_s=-1.0)
     assert [status for _, status, _ in done] == ["skipped", "skipped"]
+
+
+@pytest.mark.train
+def test_a_task_is_done_into_the_store_and_a_failing_one_is_reported_not_raised(empty_store):
+    """The pool's two other outcomes: a run trained and evaluated into the store ("done"), and a task that fails
+    (an unknown suite) reported as one error line while the pool goes on."""
+    from cnode.evaluate import SUITES
+    from cnode.store import run_dir
+
+    cfg = next(t.cfg for t in grid.tasks(grid.SMOKE_GRID) if t.cfg.model == "cnn")
+    done = grid.run([grid.Task(cfg, suite="no-such-suite"), grid.Task(cfg, suite="smoke")], workers=1,
+                    deadline_s=600.0)
+    status = {label_status for _, label_status, _ in done}
+    assert "done" in status and len(done) == 2
+    error = next(s for s in status if s != "done")
+    assert error.startswith("error: ValueError: suite must be one of") and "\n" not in error
+    assert (run_dir(cfg) / "metrics.json").exists() and (run_dir(cfg) / f"eval-{SUITES['smoke'].key()}.json").exists()
 
 
 def test_the_command_line_lists_the_queue_on_a_dry_run(empty_store, capsys):

@@ -10,6 +10,8 @@ from cnode import data, mechanism, plans, store
 from cnode.config import RunConfig
 from cnode.lipschitz import flow_bounds
 
+pytestmark = pytest.mark.train  # trains models or spawns workers: not in `make check`
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):

@@ -10,6 +10,7 @@ from cnode import store
 from cnode.config import RunConfig
 from cnode.data import load
 from cnode.evaluate import SUITES, EvalSuite, accuracy, robustness
+from cnode.runtime import machine
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +162,7 @@ def test_evaluation_is_cached_beside_the_run(tmp_path, monkeypatch):
     run = store.load_or_train(RunConfig.from_profile("smoke", epochs=1), tmp_path)
     first = store.load_or_evaluate(run, "smoke", tmp_path)
     assert (run.path / f"eval-{SUITES['smoke'].key()}.json").exists()
+    assert first["machine"] == machine()  # where the evaluation ran, beside what it found
     monkeypatch.setattr(store, "robustness", lambda *a, **k: pytest.fail("evaluated again"))
     assert store.load_or_evaluate(run, "smoke", tmp_path) == first
     assert EvalSuite().key() != SUITES["cpu"].key()

@@ -23,3 +23,19 @@ def test_a_bare_torch_process_keeps_denormals():  # the control: without cnode t
 @pytest.mark.parametrize("module", ["cnode.data", "cnode.models", "cnode.train", "cnode.store", "cnode.theory"])
 def test_importing_cnode_flushes_denormals(module: str):
     assert probe(f"import {module}; ") == 0.0
+
+
+def test_the_machine_record_names_cpu_instruction_set_and_threads():
+    import torch
+
+    from cnode import runtime
+
+    found = runtime.machine()
+    assert found["cpu"] and found["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert found["threads"] == torch.get_num_threads() and found["gpu"] is None and found["torch"] == torch.__version__
+    assert runtime.machine_id(found).startswith(f"{found['cpu']}, {found['cpu_capability']}, flags ")
+    assert runtime.same_machine(found, dict(found)) is True
+    assert runtime.same_machine(found, {**found, "cpu_flags": "0" * 12}) is False  # same name, other kernels
+    assert runtime.same_machine(found, None) is None and runtime.machine_id(None) is None  # older records
+    assert runtime.machine_of({"provenance": {"machine": found}}) == found == runtime.machine_of({"machine": found})
+    assert runtime.machine_label({"device": "cpu", "device_name": "AMD EPYC"}) == "cpu: AMD EPYC"

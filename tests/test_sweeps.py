@@ -7,6 +7,8 @@ import pytest
 from cnode import store, sweeps
 from cnode.__main__ import main
 
+pytestmark = pytest.mark.train  # trains models or spawns workers: not in `make check`
+
 SMOKE = [("profile", "smoke"), ("suite", "smoke")]
 GRID = [("datasets", "[mnist]"), ("seeds", "[0]"), ("rhos", "[0.5, 2.0]")]  # vanilla + 2 x 2 regularized = 5 runs
 
@@ -62,6 +64,7 @@ def test_papermill_values():
 #: right after epoch k's checkpoint is written (fault injection at a given epoch, not a timer).
 _SITECUSTOMIZE = """
 import os
+
 if os.environ.get("CNODE_TEST_STARTS"):
     import cnode.store as _store
     _train = _store.train

@@ -91,5 +91,28 @@ def test_identical_models_groups_rates_that_stored_the_same_weights():
     same = rho_search.identical_models(stored)
     assert same.to_dict("records") == [{"setting": rho_search.setting_name(cfg(1.0, 0)), "rhos": "16 = 64",
                                         "seeds": "1/2"}]  # one seed of two; another setting's hash is not compared
-    assert "16 = 64 (1/2 seeds)" in rho_search.identical_text(same)
-    assert rho_search.identical_text(rho_search.identical_models(stored[:2])).startswith("every rate")
+    assert "16 = 64 (1/2 seeds)" in rho_search.identical_text(same, stored)
+    assert rho_search.identical_text(rho_search.identical_models(stored[:2]), stored[:2]).startswith("no two stored")
+
+
+def test_unequal_hashes_say_something_only_between_runs_of_one_machine():
+    """Stored before machines were recorded, unequal hashes may come from rounding on two machines: 'unknown'.
+    Recorded on one machine, they show that rho changed the training."""
+    cfgs = [RunConfig.from_profile("smoke", regularizer="weight", rho=rho) for rho in (1.0, 4.0)]
+    here = {"cpu": "x", "cpu_capability": "AVX2", "cpu_flags": "f", "gpu": None, "torch": "2", "threads": 1}
+    old = [(cfg, {"model_sha256": h}) for cfg, h in zip(cfgs, "ab", strict=True)]
+    new = [(cfg, {"model_sha256": h, "provenance": {"machine": here}}) for cfg, h in zip(cfgs, "ab", strict=True)]
+    assert "unknown" in rho_search.identical_text(rho_search.identical_models(old), old)
+    assert "rho changed the training" in rho_search.identical_text(rho_search.identical_models(new), new)
+    other = [new[0], (cfgs[1], {"model_sha256": "b", "provenance": {"machine": {**here, "cpu": "y"}}})]
+    assert "unknown" in rho_search.identical_text(rho_search.identical_models(other), other)
+
+
+def test_the_hinge_reads_a_parameter_difference_only_between_runs_of_one_machine():
+    from cnode import hinge
+
+    pairs = pd.DataFrame({"max_param_difference": [0.0, 2.5, 3.0], "same machine": ["unknown", "yes", "unknown"]})
+    text = hinge.identical_pairs(pairs)
+    assert text.startswith("Of the 3 pairs, 1 are bitwise identical; the others differ by at most 3")
+    assert "(1 of them trained on one machine" in text and "for 1 of them the machine was not recorded" in text
+    assert hinge.identical_pairs(pairs.iloc[:1]) == "Of the 1 pairs, 1 are bitwise identical."

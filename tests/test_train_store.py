@@ -16,7 +16,10 @@ import torch
 
 from cnode import store
 from cnode.config import RunConfig
+from cnode.runtime import machine
 from cnode.train import TrainingError, train
+
+pytestmark = pytest.mark.train  # trains models or spawns workers: not in `make check`
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +29,7 @@ def test_smoke_run_learns_above_chance(regularizer, tmp_path):
     run = store.load_or_train(RunConfig.from_profile("smoke", regularizer=regularizer), tmp_path)
     assert run.final["test_acc"] > 0.2  # 10 classes: chance is 0.1
     assert len(run.history) == 2 and run.metrics["provenance"]["torch"] == torch.__version__
+    assert run.metrics["provenance"]["machine"] == machine()  # the CPU, its instruction set, threads
     assert len(run.final["certified_rate"]) == 4
     if regularizer != "none":
         assert run.final["reg"] > 0
@@ -134,6 +138,7 @@ import sys, time
 from pathlib import Path
 from cnode import store
 from cnode.config import RunConfig
+
 
 starts, inside, release = map(Path, sys.argv[1:4])
 hold = sys.argv[4] == "hold"

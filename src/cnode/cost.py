@@ -17,6 +17,7 @@ from cnode.config import RunConfig
 from cnode.evaluate import SUITES
 from cnode.experiments import robustness_runs, sweep_runs
 from cnode.paths import repo_root
+from cnode.runtime import machine_label
 
 TRAIN_IMAGES = 60_000  # the paper profile trains on all MNIST / FashionMNIST training images
 
@@ -27,7 +28,7 @@ def epoch_steps(cfg: RunConfig) -> int:
 
 
 def benchmark_dir() -> Path:
-    """``benchmarks/results`` of the repository: one JSON per device kind (cpu.json, cuda.json)."""
+    """``benchmarks/results`` of the repository: one JSON per benchmarked machine (``cpu-amd-epyc.json``, ...)."""
     return repo_root() / "benchmarks" / "results"
 
 
@@ -54,10 +55,43 @@ def load_if_present(path: str | Path) -> dict[str, Any] | None:
 
 
 def machine_line(bench: dict[str, Any]) -> str:
-    """'AMD EPYC, 2 cores, 2 threads, torch 2.x, 2026-11-25 (commit abc1234)' for the settings line."""
+    """'AMD EPYC, 2 cores, 2 threads, torch 2.x, 2026-11-25 (commit abc1234)' for the settings line (with the
+    instruction set level where the run recorded it)."""
     m = bench["machine"]
-    return (f"{m['device_name']}, {m['cores']} cores, {m['threads']} threads, torch {m['torch']}, "
-            f"measured {m['date']} at commit {m['git_commit']}")
+    isa = (m.get("machine") or {}).get("cpu_capability")
+    return (f"{m['device_name']}{f' ({isa})' if isa else ''}, {m['cores']} cores, {m['threads']} threads, "
+            f"torch {m['torch']}, measured {m['date']} at commit {m['git_commit']}")
+
+
+def machine_runs(bench: dict[str, Any]) -> list[dict[str, Any]]:
+    """The kept runs (``runs``) measured on the machine of ``bench``'s latest run (``runtime.machine_label``):
+    the spread the chapter shows is one machine's; other machines' runs are listed apart (``other_machines``)."""
+    mine = machine_label(bench["machine"])
+    return [r for r in bench.get("runs") or [] if machine_label(r["machine"]) == mine] or [
+        {"machine": bench["machine"], "targets": bench["targets"]}]
+
+
+#: the ratios ``other_machines`` lists per run: target key -> column
+LISTED = {"speedup_over_reference": "vanilla speedup over the loop", "weight_ratio": "weight / vanilla",
+          "jacobian_ratio": "Jacobian / vanilla"}
+
+
+def other_machines(path: str | Path) -> pd.DataFrame:
+    """Every other machine benchmarked in the folder of ``path`` (same device kind): its name, and per kept run
+    its date and the ``LISTED`` ratios, one row per run. Listed beside the chapter's machine, never pooled with it:
+    float kernels, caches and cores differ, so do the ratios."""
+    path = Path(path) if Path(path).is_absolute() else repo_root() / path
+    mine = load_benchmark(path)
+    rows = []
+    for other in sorted(path.parent.glob(f"{mine['machine']['device']}-*.json")):
+        if other.resolve() == path.resolve():
+            continue
+        bench = load_benchmark(other)
+        for run in machine_runs(bench):
+            m = run["machine"]
+            rows.append({"machine": machine_line({"machine": {**bench["machine"], **m}}).split(", measured")[0],
+                         "date": m["date"], **{col: round(run["targets"][k], 2) for k, col in LISTED.items()}})
+    return pd.DataFrame(rows, columns=["machine", "date", *LISTED.values()])
 
 
 def verdict(value: float, limit: float, at_most: bool = True) -> str:
@@ -69,7 +103,7 @@ def verdict(value: float, limit: float, at_most: bool = True) -> str:
 
 def runs_verdict(bench: dict[str, Any], *keys: str) -> str:
     """'met in 2 of 3 runs': in how many kept runs every target in ``keys`` (``TARGETS``) is met at once."""
-    runs = bench.get("runs") or [{"targets": bench["targets"]}]
+    runs = machine_runs(bench)
     ok = 0
     for run in runs:
         ok += all(verdict(run["targets"][k], TARGETS[k][1], TARGETS[k][2]) == "met" for k in keys)
@@ -132,7 +166,7 @@ def runs_frame(bench: dict[str, Any]) -> pd.DataFrame:
     """Per step variant, over the runs the JSON keeps (``runs``): how many, each run's ratio of medians to the
     vanilla step, each run's ratio of 75th percentiles, and the latest run's quartiles of the per-round ratio
     (variant and vanilla timed in the same round)."""
-    runs = bench.get("runs") or []
+    runs = [r for r in machine_runs(bench) if "steps" in r]
     rows = []
     for last in bench["steps"]:
         name = last["name"]
@@ -159,7 +193,7 @@ TARGETS: dict[str, tuple[str, float, bool]] = {
 
 def targets_frame(bench: dict[str, Any]) -> pd.DataFrame:
     """One row per target, one column per kept run (date and commit), and how many runs meet it."""
-    runs = bench.get("runs") or [{"machine": bench["machine"], "targets": bench["targets"]}]
+    runs = machine_runs(bench)
     columns = [f"run {i + 1} ({r['machine']['date']}, {r['machine']['git_commit']})" for i, r in enumerate(runs)]
     rows = []
     for key, (what, limit, at_most) in TARGETS.items():

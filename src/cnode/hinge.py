@@ -10,15 +10,17 @@ import pandas as pd
 
 from cnode import store
 from cnode.config import RunConfig
+from cnode.runtime import machine_of, same_machine
 
 
 def evidence(cfgs: list[RunConfig]) -> pd.DataFrame:
     """Does rho change training at all? Per (dataset, regularizer, seed), between the smallest and largest rho:
-    the final-epoch regularizer values, their difference, and the largest parameter difference of the trained
-    models, and whether both were trained alike (same device and thread count: float sums are summed in another
-    order otherwise, so only runs trained alike can coincide bitwise). With a hinge ``ReLU(g + rho)`` whose every
-    term stays active, the gradient does not depend on rho: the values differ by the rho difference (R_J) and
-    models trained alike coincide."""
+    the final-epoch regularizer values, their difference, the largest parameter difference of the trained models,
+    and ``same machine`` (``runtime.same_machine`` of their records: "yes", "no", or "unknown" for runs stored
+    before machines were recorded). Float sums are summed in another order on another machine, so a difference
+    between models is evidence about rho only between runs of one machine; identical weights are identical
+    anywhere. With a hinge ``ReLU(g + rho)`` whose every term stays active, the gradient does not depend on rho:
+    the values differ by the rho difference (R_J) and models trained on one machine coincide."""
     rows = []
     groups: dict[tuple, dict[float, RunConfig]] = {}
     for cfg in cfgs:
@@ -29,12 +31,31 @@ def evidence(cfgs: list[RunConfig]) -> pd.DataFrame:
         run_lo, run_hi = store.load(lo), store.load(hi)
         diff = max((p - q).abs().max().item()
                    for p, q in zip(run_lo.model.parameters(), run_hi.model.parameters(), strict=True))
-        machine = [(r.metrics["provenance"]["device"], r.metrics["provenance"]["threads"]) for r in (run_lo, run_hi)]
+        same = same_machine(machine_of(run_lo.metrics), machine_of(run_hi.metrics))
         rows.append({"dataset": dataset, "regularizer": reg, "seed": seed, "rho_min": lo.rho, "rho_max": hi.rho,
                      "reg_at_min": run_lo.final["reg"], "reg_at_max": run_hi.final["reg"],
                      "reg_difference": run_hi.final["reg"] - run_lo.final["reg"], "max_param_difference": diff,
-                     "trained alike": machine[0] == machine[1]})
+                     "same machine": {True: "yes", False: "no", None: "unknown"}[same]})
     return pd.DataFrame(rows)
+
+def identical_pairs(pairs: pd.DataFrame) -> str:
+    """How many of ``evidence``'s pairs are bitwise identical, and what the others' differences can show: only
+    pairs of one machine can be told apart from float rounding."""
+    identical = pairs["max_param_difference"] == 0
+    differing = pairs[~identical]
+    text = f"Of the {len(pairs)} pairs, {int(identical.sum())} are bitwise identical"
+    if differing.empty:
+        return text + "."
+    mine = differing[differing["same machine"] == "yes"]
+    unknown = int((differing["same machine"] == "unknown").sum())
+    text += f"; the others differ by at most {differing['max_param_difference'].max():.3g}"
+    if len(mine):
+        text += f" ({len(mine)} of them trained on one machine, where rounding cannot explain a difference)"
+    if unknown:
+        text += (f"; for {unknown} of them the machine was not recorded, so whether rounding on two machines "
+                 "explains the difference is unknown")
+    return text + "."
+
 
 def story(hinge: pd.DataFrame, certificates: pd.DataFrame, trends: dict[str, pd.DataFrame]) -> dict[str, str]:
     """The chapter's sentences from the evidence: ``jacobian`` (did rho enter R_J's gradient?), ``lambda`` (what
@@ -46,16 +67,11 @@ def story(hinge: pd.DataFrame, certificates: pd.DataFrame, trends: dict[str, pd.
     if len(jac):
         gap = float((jac["rho_max"] - jac["rho_min"]).iloc[0])
         ratio = jac["reg_difference"] / gap
-        alike = jac[jac["trained alike"]]
-        identical = int((alike["max_param_difference"] == 0).sum())
         if ratio.min() > 0.99:
             out["jacobian"] = (
                 f"The final R_J values at the two rates differ by {jac['reg_difference'].min():.4g} to "
                 f"{jac['reg_difference'].max():.4g}, the rate difference being {gap:g}: every penalized term stayed "
-                f"active, so rho never entered the gradient. Of the {len(alike)} pairs trained alike (same device "
-                f"and threads), {identical} are bitwise identical"
-                + (f"; the others differ by at most {alike['max_param_difference'].max():.3g}." if identical < len(
-                    alike) else "."))
+                f"active, so rho never entered the gradient. {identical_pairs(jac)}")
         else:
             out["jacobian"] = (
                 f"The final R_J values at the two rates differ by {jac['reg_difference'].min():.4g} to "

@@ -1,6 +1,9 @@
 """One style for every figure of the book; each function draws one figure from a tidy DataFrame.
 
-Functions return the matplotlib Figure so notebooks can ``glue`` or display it; nothing is saved here.
+Functions return the matplotlib Figure so notebooks can ``glue`` or display it; nothing is saved here. Figures of
+data computed while a chapter runs (chapter 1) draw it through ``shown``: rounded to the precision a figure can
+show, so that round-off that differs between CPUs does not change a pixel, and the committed PNGs stay the same on
+every machine.
 """
 
 from __future__ import annotations
@@ -24,8 +27,23 @@ def use_style() -> None:
                          "axes.titlesize": "medium"})
 
 
+#: significant digits a figure's data keeps (``shown``): far finer than a pixel of a 1000-pixel axis
+SHOWN_DIGITS = 6
+
+
+def shown(data: np.ndarray | pd.DataFrame, digits: int = SHOWN_DIGITS) -> np.ndarray | pd.DataFrame:
+    """``data`` with every float rounded to ``digits`` significant digits (other columns kept): what a figure
+    draws, so that float round-off (1e-16 relative, larger after an ODE solve) leaves its pixels alone."""
+    if isinstance(data, pd.DataFrame):
+        return data.apply(lambda col: shown(col.to_numpy(), digits) if col.dtype.kind == "f" else col)
+    values = np.asarray(data, dtype=float)
+    scale = 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(np.where(values == 0, 1.0, values)))))
+    return np.where(np.isfinite(values), np.round(values * scale) / scale, values)
+
+
 def conv_matrix_figure(matrix: np.ndarray, channels: int, height: int, width: int) -> Figure:
     """Heatmap of a conv matrix with lines between channel blocks (chapter 1, figure 1)."""
+    matrix = shown(matrix)
     fig, ax = plt.subplots(figsize=(4.6, 4.0))
     lim = float(np.abs(matrix).max())
     im = ax.imshow(matrix, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
@@ -42,6 +60,7 @@ def conv_matrix_figure(matrix: np.ndarray, channels: int, height: int, width: in
 
 def conservativeness_figure(frame: pd.DataFrame) -> Figure:
     """Certified rate (x) against the worst-case rate found over D (y); the theorem puts every point above y=x."""
+    frame = shown(frame)
     fig, ax = plt.subplots()
     sns.scatterplot(data=frame, x="certified", y="found", s=18, ax=ax, edgecolor="none")
     lo = float(min(frame["certified"].min(), frame["found"].min()))
@@ -56,6 +75,7 @@ def conservativeness_figure(frame: pd.DataFrame) -> Figure:
 
 def trajectory_figure(frame: pd.DataFrame, rho: float) -> Figure:
     """Distance between two solutions relative to its start, against ``exp(-rho t)`` (log scale)."""
+    frame = shown(frame)
     fig, ax = plt.subplots()
     ax.semilogy(frame["t"], frame["ratio"], marker="o", ms=3, label=r"$|x(t)-y(t)| / |x(0)-y(0)|$")
     ax.semilogy(frame["t"], frame["bound"], "k--", label=rf"certified bound $e^{{-\rho t}}$, $\rho={rho:g}$")
@@ -67,6 +87,7 @@ def trajectory_figure(frame: pd.DataFrame, rho: float) -> Figure:
 
 def euler_rate_figure(frame: pd.DataFrame, rho: float) -> Figure:
     """Contraction rate per unit time kept by one forward Euler step, against the step size h."""
+    frame = shown(frame)
     fig, ax = plt.subplots()
     ax.semilogx(frame["h"], frame["rate"], marker="o", ms=3, label=r"worst step found: $-\log\|I+hDK\|_2 / h$")
     ax.semilogx(frame["h"], frame["bound_rate"], marker="s", ms=3,

@@ -35,6 +35,20 @@ def glue_value(name: str, value: Any, digits: int = 3, significant: bool = False
     return out
 
 
+#: Below this, a float64 difference is round-off: its digits depend on the CPU's summation order (``glue_bound``)
+ROUND_OFF = 1e-12
+
+
+def glue_bound(name: str, value: float, floor: float = ROUND_OFF, digits: int = 2) -> str:
+    """Glue ``value`` as text: "below 1e-12" when ``|value| < floor`` (round-off, whose digits differ between
+    CPUs, so the page would change with the machine), else with ``digits`` significant digits; returns it."""
+    from myst_nb import glue
+
+    text = f"below {floor:g}" if abs(value) < floor else f"{value:.{digits}g}"
+    glue(name, text, display=False)
+    return text
+
+
 #: Resolution of the PNGs glued for the book (pixels per inch of the figure's size).
 FIGURE_DPI = 120
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cnode.config import RunConfig
+from cnode.runtime import machine_id, machine_of
 from cnode.tables import mean_sd_text
 
 #: The accuracies the search reports per run: column name -> (kind, level) of the evaluation suite.
@@ -104,12 +105,27 @@ def identical_models(stored: list[tuple[RunConfig, dict[str, Any]]]) -> pd.DataF
     return pd.DataFrame(rows, columns=["setting", "rhos", "seeds"])
 
 
-def identical_text(same: pd.DataFrame) -> str:
-    """``identical_models`` as a sentence for the chapter."""
+def one_machine(stored: list[tuple[RunConfig, dict[str, Any]]]) -> tuple[int, int]:
+    """(settings and seeds whose runs all name one recorded machine, all settings and seeds): only within those
+    do unequal hashes show that rho changed the training (elsewhere rounding on two machines may explain them)."""
+    machines: dict[tuple[str, int], set[str | None]] = {}
+    for cfg, metrics in stored:
+        machines.setdefault((setting_name(cfg), cfg.seed), set()).add(machine_id(machine_of(metrics)))
+    return sum(None not in found and len(found) == 1 for found in machines.values()), len(machines)
+
+
+def identical_text(same: pd.DataFrame, stored: list[tuple[RunConfig, dict[str, Any]]]) -> str:
+    """``identical_models`` as a sentence for the chapter, and what unequal hashes can show (``one_machine``)."""
+    known, total = one_machine(stored)
+    if known == total:
+        rest = "every other pair of rates trained on one machine and differs, so there rho changed the training"
+    else:
+        rest = (f"for {total - known} of the {total} (setting, seed) groups the runs' machine was not recorded or "
+                "differs, so whether unequal hashes there come from rho or from rounding is unknown")
     if same.empty:
-        return "every rate trained a model of its own (no two stored models of one seed are the same)"
+        return f"no two stored models of one seed are the same; {rest}"
     return ("some rates trained the very same weights, bit for bit: " + "; ".join(
-        f"{row.setting} at rho {row.rhos} ({row.seeds} seeds)" for row in same.itertuples()))
+        f"{row.setting} at rho {row.rhos} ({row.seeds} seeds)" for row in same.itertuples()) + f"; {rest}")
 
 
 def horizon_gamma(cfg: RunConfig) -> str:

@@ -30,6 +30,7 @@ from cnode import __version__, checks, data
 from cnode.config import RunConfig
 from cnode.evaluate import SUITES, robustness
 from cnode.paths import atomic_file, repo_root, results_dir
+from cnode.runtime import machine
 from cnode.train import build_model, resolve_device, train
 
 
@@ -114,26 +115,15 @@ def _provenance(cfg: RunConfig) -> dict[str, Any]:
         commit = None
     commit = commit or os.environ.get("CNODE_GIT_COMMIT")  # a copy of the tree without .git (a lent GPU machine)
     device = resolve_device(cfg.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    found = machine(device)
     return {"cnode": __version__, "git_commit": commit, "torch": torch.__version__, "device": device.type,
-            "device_name": name, "threads": torch.get_num_threads(), "python": platform.python_version()}
+            "device_name": found["gpu"] or found["cpu"], "threads": torch.get_num_threads(),
+            "python": platform.python_version(), "machine": found}
+
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def stamp_sha256(root: Path | None = None) -> int:
-    """Add ``model_sha256`` to every finished run's metrics that lacks it (runs stored before issue 13); returns
-    how many were stamped."""
-    stamped = 0
-    for metrics_path in sorted(Path(root or results_dir()).glob("*/*/metrics.json")):
-        metrics = _read_json(metrics_path)
-        if "model_sha256" not in metrics:
-            metrics["model_sha256"] = _sha256(metrics_path.parent / "model.pt")
-            write_atomic(metrics_path, _json_bytes(metrics))
-            stamped += 1
-    return stamped
 
 
 def load(cfg: RunConfig, root: Path | None = None) -> Run | None:
@@ -205,16 +195,18 @@ def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def _load_or_derive(run: Run, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The JSON ``name`` beside ``run``, computed by ``compute()`` and written atomically when missing, under the
-    run's lock (one process computes, a concurrent one then reads its result)."""
+def _load_or_derive(run: Run, name: str, compute: Callable[[], dict[str, Any]],
+                    device: torch.device | None = None) -> dict[str, Any]:
+    """The JSON ``name`` beside ``run``, computed by ``compute()`` on ``device`` (default: the run's) and written
+    atomically with the ``machine`` it was computed on when missing, under the run's lock (one process computes,
+    a concurrent one then reads its result)."""
     path = run.path / name
     if path.exists():
         return _read_json(path)
     with FileLock(run.path / ".lock"):
         if path.exists():
             return _read_json(path)
-        payload = _json_bytes(compute())
+        payload = _json_bytes({**compute(), "machine": machine(device or resolve_device(run.cfg.device))})
         write_atomic(path, payload)
         return json.loads(payload)  # exactly what a later call reads back
 
@@ -247,7 +239,7 @@ def load_or_measure(run: Run, settings_name: str) -> dict[str, Any]:
         images, labels = data.load(run.cfg.dataset, "test", settings.images)
         return {"mechanism": settings_name, **measure(run.model.cpu(), run.cfg.rho, images, labels, settings)}
 
-    return _load_or_derive(run, f"mechanism-{settings.key()}.json", compute)
+    return _load_or_derive(run, f"mechanism-{settings.key()}.json", compute, torch.device("cpu"))
 
 
 def load_or_evaluate_all(cfgs: list[RunConfig], suite_name: str,
