@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -55,12 +54,3 @@ def machine(device: torch.device, threads: int) -> dict[str, Any]:
             "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
             "python": platform.python_version(), "git_commit": commit, "date": datetime.date.today().isoformat(),
             "machine": found}
-
-
-def result_name(m: dict[str, Any]) -> str:
-    """The JSON file of a machine's runs in ``benchmarks/results``: device kind, name, instruction set level and
-    the start of the flags hash, e.g. ``cpu-intel-xeon-processor-avx512-fc7df0.json``."""
-    found = m.get("machine") or {}
-    name = m["device_name"].replace("(R)", "").replace("(TM)", "")
-    parts = [m["device"], name, found.get("cpu_capability") or "", (found.get("cpu_flags") or "")[:6]]
-    return re.sub(r"[^a-z0-9]+", "-", " ".join(parts).lower()).strip("-") + ".json"

@@ -42,12 +42,13 @@ import memory
 import torch
 import torch.nn.functional as F
 from estimates import _config, estimate_errors, stored_models
-from machine import _sync, machine, machine_rates, result_name
+from machine import _sync, machine, machine_rates
 from reference import Reference, pgd_reference, plain_copy
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnode import data
+from cnode.cost import result_name
 from cnode.config import RunConfig
 from cnode.paths import atomic_file, repo_root
 from cnode.perturbations import pgd

@@ -93,12 +93,8 @@ def test_the_json_keeps_the_last_runs(tmp_path: Path):
 def test_each_machine_has_a_file_and_the_chapter_pools_none(tmp_path: Path):
     """Runs of another machine go to a file of their own (``machine.result_name``), and chapter 5's spread and
     verdicts read only the runs of its machine; the others are listed apart (``cost.other_machines``)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from machine import result_name
-    finally:
-        sys.path.pop(0)
     from cnode import cost
+    from cnode.cost import result_name
 
     amd = {"device": "cpu", "device_name": "AMD EPYC", "date": "d1", "git_commit": "a", "cores": 2, "threads": 2,
            "torch": "2"}

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from cnode import checks
+from cnode import checks, runtime
 from cnode.config import RunConfig
 from cnode.evaluate import SUITES
 from cnode.experiments import robustness_runs, sweep_runs
 from cnode.paths import repo_root
-from cnode.runtime import machine_label
 
 TRAIN_IMAGES = 60_000  # the paper profile trains on all MNIST / FashionMNIST training images
 
@@ -30,6 +30,28 @@ def epoch_steps(cfg: RunConfig) -> int:
 def benchmark_dir() -> Path:
     """``benchmarks/results`` of the repository: one JSON per benchmarked machine (``cpu-amd-epyc.json``, ...)."""
     return repo_root() / "benchmarks" / "results"
+
+
+def result_name(m: dict[str, Any]) -> str:
+    """The JSON file of a machine's benchmark runs in ``benchmark_dir`` (one per machine, so that two machines'
+    runs are never pooled): device kind, name, instruction set level and the start of the CPU flags hash of the
+    ``machine`` record ``m`` (``benchmarks/machine.py``), e.g. ``cpu-intel-xeon-processor-avx512-fc7df0.json``."""
+    found = m.get("machine") or {}
+    name = m["device_name"].replace("(R)", "").replace("(TM)", "")
+    parts = [m["device"], name, found.get("cpu_capability") or "", (found.get("cpu_flags") or "")[:6]]
+    return re.sub(r"[^a-z0-9]+", "-", " ".join(parts).lower()).strip("-") + ".json"
+
+
+def benchmark_here(kind: str) -> dict[str, Any] | None:
+    """The benchmark of this machine (``result_name``) if it has one, else the newest of another machine of
+    device ``kind`` ("cpu", "cuda"), else None: what ``cnode sweep`` estimates its hours from."""
+    here = runtime.machine(kind)
+    record = {"device": kind, "device_name": here["gpu"] or here["cpu"], "machine": here}
+    mine = load_if_present(benchmark_dir() / result_name(record))
+    if mine is not None:
+        return mine
+    others = sorted(benchmark_dir().glob(f"{kind}-*.json"), key=lambda p: p.stat().st_mtime)
+    return load_benchmark(others[-1]) if others else None
 
 
 def load_benchmark(path: str | Path) -> dict[str, Any]:
@@ -66,8 +88,8 @@ def machine_line(bench: dict[str, Any]) -> str:
 def machine_runs(bench: dict[str, Any]) -> list[dict[str, Any]]:
     """The kept runs (``runs``) measured on the machine of ``bench``'s latest run (``runtime.machine_label``):
     the spread the chapter shows is one machine's; other machines' runs are listed apart (``other_machines``)."""
-    mine = machine_label(bench["machine"])
-    return [r for r in bench.get("runs") or [] if machine_label(r["machine"]) == mine] or [
+    mine = runtime.machine_label(bench["machine"])
+    return [r for r in bench.get("runs") or [] if runtime.machine_label(r["machine"]) == mine] or [
         {"machine": bench["machine"], "targets": bench["targets"]}]
 
 

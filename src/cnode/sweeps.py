@@ -77,12 +77,13 @@ def job(cfg_fields: dict[str, Any], suite: str | None, threads: int, nice: bool,
 
 
 def estimate_line(plan: plans.Plan, runs: list[RunConfig]) -> str:
-    """'estimated 1.2 h of training and 0.8 h of evaluation on <machine>' from this device's benchmark JSON."""
+    """'estimated 1.2 h of training and 0.8 h of evaluation on <machine>' from this machine's benchmark JSON
+    (``cost.benchmark_here``: another machine's of the same device kind when this one has none)."""
     from cnode import cost
     from cnode.train import resolve_device
 
     kind = resolve_device("auto").type
-    bench = cost.load_if_present(cost.benchmark_dir() / f"{kind}.json")
+    bench = cost.benchmark_here(kind)
     if bench is None:
         return f"no estimate: no benchmark for this device kind ({kind}); run `make bench`"
     hours = [cost.run_hours(bench, cfg, plan.suite) for cfg in runs]
