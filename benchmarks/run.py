@@ -48,8 +48,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnode import data
-from cnode.cost import result_name
 from cnode.config import RunConfig
+from cnode.cost import result_name
 from cnode.paths import atomic_file, repo_root
 from cnode.perturbations import pgd
 from cnode.runtime import machine_label
