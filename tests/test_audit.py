@@ -117,6 +117,14 @@ def test_autoattack_flags_are_summarized_one_line_per_kind():
 def test_flag_count_counts_cards_per_model_not_per_eps():
     frame = pd.DataFrame({"dataset": ["mnist"] * 6, "model": ["cnn", "cnn", "vanilla", "vanilla", "ctl", "ctl"],
                           "eps": [0.05, 0.1] * 3, "control": [False] * 4 + [True] * 2,
-                          "verdict": ["masking suspected", "none found", "none found", "none found",
+                          "verdict": ["masking suspected", "masking suspected", "none found", "none found",
                                       "masking suspected", "masking suspected"]})
-    assert flag_count(frame) == (1, 2)  # the CNN flagged at one eps is one flagged card; the control is left out
+    assert flag_count(frame) == (1, 2)  # the CNN flagged at two eps is one flagged card; the control is left out
+
+
+def test_the_overstatement_is_pgd20_minus_the_card_minimum():
+    from cnode.trust import corrections
+
+    frame = pd.DataFrame({"dataset": ["mnist"] * 2, "model": ["cnn", "vanilla"], "eps": [0.1, 0.1],
+                          "PGD-20": [0.30, 0.02], "card min": [0.25, 0.02], "clean": [0.9, 0.9]})
+    assert corrections(frame)["overstated by"].round(6).tolist() == [0.05, 0.0]
