@@ -52,8 +52,8 @@ lock:
 	  --custom-compile-command "make lock" -o $(LOCK)
 
 # Re-verified (sha256) whenever the fetcher changes; a no-op when files are present and valid.
-$(DATA_STAMP): $(STAMP) src/cnode/data.py
-	$(BIN)/python -m cnode.data fetch
+$(DATA_STAMP): $(STAMP) src/cnode/core/data.py
+	$(BIN)/python -m cnode.core.data fetch
 	touch $@
 
 data: $(DATA_STAMP)
@@ -63,7 +63,7 @@ chapters: $(DATA_STAMP)
 	@for nb in $(CHAPTERS); do \
 	  echo "executing $$nb"; \
 	  $(BIN)/papermill --cwd book --kernel python3 --log-level WARNING "$$nb" "$$nb" || exit 1; \
-	  $(BIN)/python -m cnode.nbclean "$$nb" || exit 1; \
+	  $(BIN)/python -m cnode.runs.nbclean "$$nb" || exit 1; \
 	done
 
 $(MATHJAX_TGZ): | $(STAMP)
@@ -100,7 +100,7 @@ clean-tree: $(DATA_STAMP)
 bench: $(DATA_STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
-# Every paper-scale run, evaluation, measurement and audit of the book (issue 13): cnode.grid's one queue
+# Every paper-scale run, evaluation, measurement and audit of the book (issue 13): cnode.runs.grid's one queue
 # (PAPER_GRID: chapters 3, 6, 7, 4, 8 in that priority). Resumable: a rerun skips what results/paper holds and
 # resumes an interrupted run from its checkpoint. Hours on a laptop CPU; on a cluster: `cnode sweep` (README).
 GRID_ARGS ?= --workers 1 --nice --deadline-min 1440

@@ -11,10 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnode import data, regularizers, store
-from cnode.config import RunConfig
-from cnode.contraction import sym_jacobian_dense, sym_jacobian_lambda_max
-from cnode.train import build_model
+from cnode.core import data, regularizers
+from cnode.core.config import RunConfig
+from cnode.core.contraction import sym_jacobian_dense, sym_jacobian_lambda_max
+from cnode.core.train import build_model
+from cnode.runs import store
 
 
 def _config(overrides: dict[str, Any], device: str) -> RunConfig:

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from cnode import runtime
-from cnode.paths import repo_root
+from cnode.core import runtime
+from cnode.core.paths import repo_root
 
 
 def _sync(device: torch.device) -> None:
@@ -45,7 +45,7 @@ def machine_rates(device: torch.device, quick: bool) -> dict[str, float]:
 
 
 def machine(device: torch.device, threads: int) -> dict[str, Any]:
-    """Where the numbers come from (no host names or paths): ``cnode.runtime.machine`` (CPU model, instruction set
+    """Where the numbers come from (no host names or paths): ``cnode.core.runtime.machine`` (CPU model, instruction set
     level, feature flags, GPU, torch, threads) under ``machine``, plus the fields the book prints."""
     found = {**runtime.machine(device), "threads": threads}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(), capture_output=True,

@@ -47,13 +47,13 @@ from reference import Reference, pgd_reference, plain_copy
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from cnode import data
-from cnode.config import RunConfig
-from cnode.cost import result_name
-from cnode.paths import atomic_file, repo_root
-from cnode.perturbations import pgd
-from cnode.runtime import machine_label
-from cnode.train import build_model, compiled, interleaved_times, resolve_device, train_step
+from cnode.core import data
+from cnode.core.config import RunConfig
+from cnode.core.paths import atomic_file, repo_root
+from cnode.core.perturbations import pgd
+from cnode.core.runtime import machine_label
+from cnode.core.train import build_model, compiled, interleaved_times, resolve_device, train_step
+from cnode.runs.benchmark import result_name
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,4 +1,4 @@
-"""cnode.audit and certified radii on smoke models: AutoAttack stays in its ball, the masked control is flagged
+"""cnode.core.audit and certified radii on smoke models: AutoAttack stays in its ball, the masked control is flagged
 and the plain model is not, solver variants keep K(t) piecewise constant, certificates survive L2 PGD."""
 
 from __future__ import annotations
@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from cnode import audit, data, store
-from cnode.config import RunConfig
-from cnode.lipschitz import certified_radius, lipschitz_bound
-from cnode.perturbations import pgd
-from cnode.trust import flag_count
+from cnode.book.c07_trust import flag_count
+from cnode.core import audit, data
+from cnode.core.config import RunConfig
+from cnode.core.lipschitz import certified_radius, lipschitz_bound
+from cnode.core.perturbations import pgd
+from cnode.runs import store
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,7 @@ def test_flag_count_counts_cards_per_model_not_per_eps():
 
 
 def test_the_overstatement_is_pgd20_minus_the_card_minimum():
-    from cnode.trust import corrections
+    from cnode.book.c07_trust import corrections
 
     frame = pd.DataFrame({"dataset": ["mnist"] * 2, "model": ["cnn", "vanilla"], "eps": [0.1, 0.1],
                           "PGD-20": [0.30, 0.02], "card min": [0.25, 0.02], "clean": [0.9, 0.9]})

@@ -96,9 +96,10 @@ def test_the_json_keeps_the_last_runs(tmp_path: Path):
 
 def test_each_machine_has_a_file_and_the_chapter_pools_none(tmp_path: Path):
     """Runs of another machine go to a file of their own (``machine.result_name``), and chapter 5's spread and
-    verdicts read only the runs of its machine; the others are listed apart (``cost.other_machines``)."""
-    from cnode import cost
-    from cnode.cost import result_name
+    verdicts read only the runs of its machine; the others are listed apart (``benchmark.other_machines``)."""
+    from cnode.book import c05_cost
+    from cnode.runs import benchmark
+    from cnode.runs.benchmark import result_name
 
     amd = {"device": "cpu", "device_name": "AMD EPYC", "date": "d1", "git_commit": "a", "cores": 2, "threads": 2,
            "torch": "2"}
@@ -107,14 +108,15 @@ def test_each_machine_has_a_file_and_the_chapter_pools_none(tmp_path: Path):
         "torch": "2", "threads": 2}}
     assert result_name(amd) == "cpu-amd-epyc.json"
     assert result_name(intel) == "cpu-intel-xeon-processor-avx512-fc7df0.json"
-    targets = {k: 1.0 for k in cost.TARGETS}
+    targets = {k: 1.0 for k in c05_cost.TARGETS}
     runs = [{"machine": amd, "targets": {**targets, "weight_ratio": 1.01}},
             {"machine": intel, "targets": {**targets, "weight_ratio": 2.0}}]  # a stray run of another machine
     bench = {"machine": amd, "targets": runs[0]["targets"], "steps": [], "runs": runs}
-    assert cost.machine_runs(bench) == runs[:1] and cost.runs_verdict(bench, "weight_ratio") == "met in 1 of 1 runs"
+    assert benchmark.machine_runs(bench) == runs[:1]
+    assert c05_cost.runs_verdict(bench, "weight_ratio") == "met in 1 of 1 runs"
     (tmp_path / result_name(amd)).write_text(json.dumps(bench))
     (tmp_path / result_name(intel)).write_text(json.dumps({**bench, "machine": intel, "runs": runs[1:]}))
-    listed = cost.other_machines(tmp_path / result_name(amd))
+    listed = benchmark.other_machines(tmp_path / result_name(amd))
     assert listed.to_dict("records") == [{"machine": "Intel(R) Xeon(R) Processor (AVX512), 2 cores, 2 threads, torch 2",
                                           "date": "d2", "vanilla speedup over the loop": 1.0,
                                           "weight / vanilla": 2.0, "Jacobian / vanilla": 1.0}]
@@ -132,10 +134,10 @@ def test_cost_chapter_reads_a_fresh_benchmark(quick: Path, tmp_path: Path, monke
 
 
 def test_bad_benchmark_file_is_one_clear_line(tmp_path: Path):
-    from cnode import cost
+    from cnode.runs import benchmark
 
     with pytest.raises(FileNotFoundError, match="run `make bench`"):
-        cost.load_benchmark(tmp_path / "missing.json")
+        benchmark.load_benchmark(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="is not a benchmark result"):
-        cost.load_benchmark(tmp_path / "bad.json")
+        benchmark.load_benchmark(tmp_path / "bad.json")

@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnode import plans
-from cnode.paths import repo_root, results_dir
+from cnode.book import registry
+from cnode.core.paths import repo_root, results_dir
+from cnode.runs import plans
 
 
 def shown_plans() -> list[plans.Plan]:
-    """The plan of every chapter the book shows (``_toc.yml``) at its default parameters (``cnode.plans``: the
+    """The plan of every chapter the book shows (``_toc.yml``) at its default parameters (``cnode.runs.plans``: the
     list the chapters use). A chapter still being written, not yet in the table of contents, is not checked."""
     toc = yaml.safe_load((repo_root() / "_toc.yml").read_text())
     shown = {Path(entry["file"]).name for entry in toc["chapters"]}
-    return [p for p in map(plans.plan, plans.PLANS) if p.chapter in shown]
+    return [p for p in map(registry.plan, registry.with_runs()) if p.chapter in shown]
 
 
 @pytest.mark.parametrize("plan", shown_plans(), ids=lambda p: p.chapter)
@@ -31,18 +32,18 @@ def test_committed_store_serves_the_chapter_defaults(plan: plans.Plan):
 def test_the_check_sees_a_missing_audit_and_a_missing_measurement(tmp_path):
     """``todo`` is what the test above relies on: with every run trained and evaluated, a run whose audit card
     or mechanism measurement is missing is still to do, and is done once the file is there."""
-    from cnode.mechanism import MECHANISMS
-    from cnode.store import audit_file, run_dir
+    from cnode.core.mechanism import MECHANISMS
+    from cnode.runs.store import audit_file, run_dir
 
-    trust = plans.plan("07_trust", {"profile": "smoke", "datasets": ["mnist"], "audit": "smoke"})
-    horizon = plans.plan("06_horizon", {"profile": "smoke", "datasets": ["mnist"], "seeds": [0], "suite": "smoke",
+    trust = registry.plan("07_trust", {"profile": "smoke", "datasets": ["mnist"], "audit": "smoke"})
+    horizon = registry.plan("06_horizon", {"profile": "smoke", "datasets": ["mnist"], "seeds": [0], "suite": "smoke",
                                         "mechanism": "smoke", "fine_steps": 8})
     for plan in (trust, horizon):
         for cfg in plan.runs:
             run_dir(cfg, tmp_path).mkdir(parents=True, exist_ok=True)
             (run_dir(cfg, tmp_path) / "metrics.json").write_text("{}")
         if plan.suite:
-            from cnode.evaluate import SUITES
+            from cnode.core.evaluate import SUITES
 
             for cfg in plan.runs:
                 (run_dir(cfg, tmp_path) / f"eval-{SUITES[plan.suite].key()}.json").write_text("{}")

@@ -1,10 +1,10 @@
-"""cnode.config: profiles, validation, stable keys."""
+"""cnode.core.config: profiles, validation, stable keys."""
 
 from __future__ import annotations
 
 import pytest
 
-from cnode.config import PROFILES, RunConfig
+from cnode.core.config import PROFILES, RunConfig
 
 
 def test_profiles_build_and_overrides_apply():
@@ -84,7 +84,7 @@ def test_weight_decay_is_keyed_only_when_set_and_shrinks_the_weights():
     and it reaches the optimizer (two steps with a huge decay shrink every parameter more than without)."""
     import torch
 
-    from cnode.train import build_model, make_optimizer
+    from cnode.core.train import build_model, make_optimizer
 
     base = RunConfig.from_profile("smoke")
     decayed = RunConfig.from_profile("smoke", weight_decay=5e-4)

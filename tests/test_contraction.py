@@ -1,4 +1,4 @@
-"""cnode.contraction against dense linear algebra and the definitions (book chapter 1)."""
+"""cnode.core.contraction against dense linear algebra and the definitions (book chapter 1)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnode import contraction as cc
+from cnode.core import contraction as cc
 
 A, B = 0.1, 1.0
 

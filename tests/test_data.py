@@ -1,4 +1,4 @@
-"""cnode.data: real MNIST/FashionMNIST (fetched by `make`), checksums, clear errors, atomic writes."""
+"""cnode.core.data: real MNIST/FashionMNIST (fetched by `make`), checksums, clear errors, atomic writes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnode import data
+from cnode.core import data
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion"])
@@ -59,7 +59,7 @@ def test_a_corrupt_file_is_reported_by_name_and_never_used(tmp_path):
     (raw / "t10k-labels-idx1-ubyte").write_bytes(b"\x00" * 10)
     with pytest.raises(data.DataError, match=r"t10k-labels-idx1-ubyte is corrupt .*delete it and rerun"):
         data.fetch("fashion", tmp_path, use_torchvision=False)
-    with pytest.raises(data.DataError, match="sha256 mismatch.*python -m cnode.data fetch"):
+    with pytest.raises(data.DataError, match="sha256 mismatch.*python -m cnode.core.data fetch"):
         data.load("fashion", "test", root=tmp_path)
 
 

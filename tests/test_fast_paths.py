@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnode import contraction as cc
-from cnode import regularizers
-from cnode.models import ConvNODE, SmoothLeakyReLU, softplus_reference
+from cnode.core import contraction as cc
+from cnode.core import regularizers
+from cnode.core.models import ConvNODE, SmoothLeakyReLU, softplus_reference
 
 A, B = 0.1, 1.0
 
@@ -147,8 +147,8 @@ def test_compiled_forward_matches_eager_logits_and_gradients(return_states: bool
     logits to a relative 1e-5, parameter gradients to a relative 1e-4."""
     import copy
 
-    from cnode.config import RunConfig
-    from cnode.train import build_model, compiled
+    from cnode.core.config import RunConfig
+    from cnode.core.train import build_model, compiled
 
     cfg = RunConfig.from_profile("smoke", regularizer="weight", compile=True)
     torch.manual_seed(0)
@@ -174,8 +174,8 @@ def test_compiled_forward_matches_eager_logits_and_gradients(return_states: bool
 
 
 def test_smoke_profile_stays_eager():
-    from cnode.config import RunConfig
-    from cnode.train import build_model, compiled
+    from cnode.core.config import RunConfig
+    from cnode.core.train import build_model, compiled
 
     cfg = RunConfig.from_profile("smoke")
     model = build_model(cfg)
@@ -189,7 +189,7 @@ def test_same_conv_equals_nn_conv2d_with_gradients(dtype, tol, c_in, bias):
     """``SameConv2d`` computes its input gradient as a forward conv with the flipped, transposed kernel."""
     from torch import nn
 
-    from cnode.models import SameConv2d
+    from cnode.core.models import SameConv2d
 
     torch.manual_seed(0)
     fast = SameConv2d(c_in, 4).to(dtype)
@@ -208,7 +208,7 @@ def test_same_conv_equals_nn_conv2d_with_gradients(dtype, tol, c_in, bias):
 
 
 def test_same_conv_passes_gradcheck():
-    from cnode.models import SameConv2d, _SameConvFn
+    from cnode.core.models import SameConv2d, _SameConvFn
 
     conv = SameConv2d(2, 3).double()
     x = torch.randn(2, 2, 5, 4, dtype=torch.float64, requires_grad=True)
@@ -219,7 +219,7 @@ def test_same_conv_passes_gradcheck():
 
 
 def test_attacks_freeze_the_weights_and_give_them_back():
-    from cnode.perturbations import fgsm, frozen, pgd
+    from cnode.core.perturbations import fgsm, frozen, pgd
 
     torch.manual_seed(0)
     model = ConvNODE(channels=2, steps=2, image_size=8)
@@ -255,8 +255,8 @@ def test_jacobian_from_inputs_equals_jacobian_from_the_trajectory(samples, steps
 
 
 def test_precision_is_opt_in_and_keyed_only_when_set():
-    from cnode.config import RunConfig
-    from cnode.train import build_model, train_step
+    from cnode.core.config import RunConfig
+    from cnode.core.train import build_model, train_step
 
     base = RunConfig.from_profile("smoke", regularizer="jacobian")
     bf16 = RunConfig.from_profile("smoke", regularizer="jacobian", precision="bfloat16")
@@ -273,8 +273,8 @@ def test_precision_is_opt_in_and_keyed_only_when_set():
 
 
 def test_jacobian_schema_changes_only_jacobian_keys(monkeypatch):
-    from cnode import config
-    from cnode.config import RunConfig
+    from cnode.core import config
+    from cnode.core.config import RunConfig
 
     cfgs = {reg: RunConfig.from_profile("cpu", regularizer=reg) for reg in ("none", "weight", "jacobian")}
     before = {reg: cfg.key() for reg, cfg in cfgs.items()}

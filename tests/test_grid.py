@@ -1,11 +1,17 @@
-"""cnode.grid: several chapters' plans merged into one queue (one task per run key), the declared rho search, and
+"""cnode.runs.grid: several chapters' plans merged into one queue (one task per run key), the declared rho search, and
 a pool that starts nothing after its deadline."""
 
 from __future__ import annotations
 
 import pytest
 
-from cnode import experiments, grid
+from cnode.book import c08_rho_search, registry
+from cnode.runs import grid
+
+
+def smoke_grid() -> list:
+    """The smoke rehearsal's plans (chapter 3 and the audit, one seed)."""
+    return [registry.plan(chapter, params) for chapter, params in registry.SMOKE_GRID]
 
 
 @pytest.fixture()
@@ -14,7 +20,7 @@ def empty_store(tmp_path, monkeypatch):
 
 
 def test_a_run_shared_by_chapters_is_one_task_with_every_chapter_s_work(empty_store):
-    found = grid.tasks(grid.SMOKE_GRID)
+    found = grid.tasks(smoke_grid())
     keys = [t.cfg.key() for t in found]
     assert len(keys) == len(set(keys)) == 5  # vanilla, CNN, weight, Jacobian (chapter 3) + weight at T = 1 (audit)
     vanilla = next(t for t in found if t.cfg.model == "cnode" and t.cfg.regularizer == "none")
@@ -27,37 +33,37 @@ def test_a_run_shared_by_chapters_is_one_task_with_every_chapter_s_work(empty_st
 
 
 def test_longest_first_puts_audits_before_plain_runs(empty_store):
-    found = grid.tasks(grid.SMOKE_GRID + [("04_rho_sweep", {"profile": "smoke", "suite": "smoke", "seeds": [1],
-                                                              "datasets": ["mnist"], "rhos": [2.0]})],
-                       longest_first=True)
+    sweep = registry.plan("04_rho_sweep", {"profile": "smoke", "suite": "smoke", "seeds": [1], "datasets": ["mnist"],
+                                           "rhos": [2.0]})
+    found = grid.tasks(smoke_grid() + [sweep], longest_first=True)
     audited = [t.audit is not None for t in found]
     assert audited == sorted(audited, reverse=True) and not audited[-1]
 
 
 def test_conflicting_requests_for_one_run_are_an_error(empty_store):
-    cfg = grid.tasks(grid.SMOKE_GRID)[0].cfg
+    cfg = grid.tasks(smoke_grid())[0].cfg
     task = grid.Task(cfg, suite="smoke")
     with pytest.raises(ValueError, match="suite"):
         task.merge(grid.Task(cfg, suite="cpu"))
 
 
 def test_the_rho_search_is_every_declared_setting_once():
-    runs = experiments.rho_search_runs("smoke", "mnist", [0, 1], [0.25, 4.0], [1.0], 1.0, [1.0, 10.0])
+    runs = c08_rho_search.rho_search_runs("smoke", "mnist", [0, 1], [0.25, 4.0], [1.0], 1.0, [1.0, 10.0])
     assert len(runs) == len({c.key() for c in runs}) == 2 * 2 * (2 + 1) * 2  # gammas x regs x rhos x seeds
     assert {(c.T, c.rho) for c in runs} == {(0.1, 0.25), (0.1, 4.0), (1.0, 1.0)}
     assert {c.regularizer for c in runs} == {"weight", "jacobian"} and {c.gamma for c in runs} == {1.0, 10.0}
-    cut = experiments.rho_search_runs("smoke", "mnist", [0, 1], [0.25, 4.0], [1.0], 1.0, [1.0, 10.0], [1.0])
+    cut = c08_rho_search.rho_search_runs("smoke", "mnist", [0, 1], [0.25, 4.0], [1.0], 1.0, [1.0, 10.0], [1.0])
     assert {(c.T, c.gamma) for c in cut} == {(0.1, 1.0), (0.1, 10.0), (1.0, 1.0)}  # the amendment: gamma 10 at T 0.1
     assert len(cut) == len(runs) - 2 * 2  # one gamma x regs x one long rho x seeds fewer
     with pytest.raises(ValueError, match="rho"):
-        experiments.rho_search_runs("smoke", "mnist", [0], [-1.0], [], 1.0, [1.0])
+        c08_rho_search.rho_search_runs("smoke", "mnist", [0], [-1.0], [], 1.0, [1.0])
     with pytest.raises(ValueError, match="gamma"):
-        experiments.rho_search_runs("smoke", "mnist", [0], [1.0], [1.0], 1.0, [1.0], [-1.0])
+        c08_rho_search.rho_search_runs("smoke", "mnist", [0], [1.0], [1.0], 1.0, [1.0], [-1.0])
 
 
 @pytest.mark.train
 def test_no_task_starts_after_the_deadline(empty_store):
-    found = grid.tasks(grid.SMOKE_GRID)[:2]
+    found = grid.tasks(smoke_grid())[:2]
     done = grid.run(found, workers=1, deadline_s=-1.0)
     assert [status for _, status, _ in done] == ["skipped", "skipped"]
 
@@ -66,10 +72,10 @@ def test_no_task_starts_after_the_deadline(empty_store):
 def test_a_task_is_done_into_the_store_and_a_failing_one_is_reported_not_raised(empty_store):
     """The pool's two other outcomes: a run trained and evaluated into the store ("done"), and a task that fails
     (an unknown suite) reported as one error line while the pool goes on."""
-    from cnode.evaluate import SUITES
-    from cnode.store import run_dir
+    from cnode.core.evaluate import SUITES
+    from cnode.runs.store import run_dir
 
-    cfg = next(t.cfg for t in grid.tasks(grid.SMOKE_GRID) if t.cfg.model == "cnn")
+    cfg = next(t.cfg for t in grid.tasks(smoke_grid()) if t.cfg.model == "cnn")
     done = grid.run([grid.Task(cfg, suite="no-such-suite"), grid.Task(cfg, suite="smoke")], workers=1,
                     deadline_s=600.0)
     status = {label_status for _, label_status, _ in done}

@@ -1,4 +1,4 @@
-"""cnode.lipschitz: the FFT spectral norm against dense SVDs, the bound against exact Jacobians, tightness."""
+"""cnode.core.lipschitz: the FFT spectral norm against dense SVDs, the bound against exact Jacobians, tightness."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnode import lipschitz as lp
-from cnode.contraction import conv_matrix
-from cnode.models import CNN, ConvNODE
+from cnode.core import lipschitz as lp
+from cnode.core.contraction import conv_matrix
+from cnode.core.models import CNN, ConvNODE
 
 
 def _circular_matrix(weight: torch.Tensor, n: int) -> torch.Tensor:

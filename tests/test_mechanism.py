@@ -1,4 +1,4 @@
-"""cnode.mechanism on smoke models: gains multiply, the guaranteed flow bound holds, Lanczos meets dense
+"""cnode.core.mechanism on smoke models: gains multiply, the guaranteed flow bound holds, Lanczos meets dense
 eigenvalues, and the measurements are stored beside the run and planned by the horizon chapter."""
 
 from __future__ import annotations
@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cnode import data, mechanism, plans, store
-from cnode.config import RunConfig
-from cnode.lipschitz import flow_bounds
+from cnode.book import registry
+from cnode.core import data, mechanism
+from cnode.core.config import RunConfig
+from cnode.core.lipschitz import flow_bounds
+from cnode.runs import store
 
 pytestmark = pytest.mark.train  # trains models or spawns workers: not in `make check`
 
@@ -56,7 +58,7 @@ def test_measurements_are_stored_beside_the_run_and_planned(runs, monkeypatch):
     assert store.load_or_measure(found[0], "smoke") == first
     params = dict(profile="smoke", datasets=["mnist"], seeds=[0], horizons=[0.1, 1.0], suite="smoke",
                   mechanism="smoke", fine_steps=8)
-    plan = plans.plan("06_horizon", params)
+    plan = registry.plan("06_horizon", params)
     assert plan.mechanism == "smoke" and len(plan.runs) == 6 + 1 + 2
     unmeasured = {cfg.key() for cfg in plan.unmeasured(root)}
     assert found[0].cfg.key() not in unmeasured and found[1].cfg.key() in unmeasured

@@ -1,4 +1,4 @@
-"""cnode.models: the activation, the ConvNODE (own loop vs torchdiffeq), the CNN baseline."""
+"""cnode.core.models: the activation, the ConvNODE (own loop vs torchdiffeq), the CNN baseline."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnode.models import CNN, ConvNODE, SmoothLeakyReLU
+from cnode.core.models import CNN, ConvNODE, SmoothLeakyReLU
 
 
 @settings(max_examples=30, deadline=None)

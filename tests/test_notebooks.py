@@ -13,8 +13,9 @@ import pytest
 from book_pages import figure_pastes, glued_outputs, is_image
 from notebooks import BOOK, ROOT, chapters, glued, notebooks, run
 
-from cnode import audit, plans
-from cnode.audit import AUDITS
+from cnode.core import audit
+from cnode.core.audit import AUDITS
+from cnode.runs import plans
 
 
 def check_contraction(values: dict, store: Path) -> None:
@@ -200,7 +201,7 @@ def test_an_int_is_accepted_where_a_float_is_expected(tmp_path: Path):
 
 
 def test_nbclean_strips_run_times_and_the_output_path():
-    from cnode.nbclean import strip, volatile
+    from cnode.runs.nbclean import strip, volatile
 
     run = {"duration": 1.0, "input_path": "book/x.ipynb", "output_path": "/elsewhere/x.ipynb"}
     nb = {"metadata": {"papermill": run},
@@ -211,10 +212,10 @@ def test_nbclean_strips_run_times_and_the_output_path():
 
 
 def test_committed_notebooks_carry_no_volatile_metadata():
-    from cnode.nbclean import volatile
+    from cnode.runs.nbclean import volatile
 
     for notebook in chapters():
-        assert not volatile(json.loads(notebook.read_text())), f"{notebook.name}: run `python -m cnode.nbclean`"
+        assert not volatile(json.loads(notebook.read_text())), f"{notebook.name}: run `python -m cnode.runs.nbclean`"
 
 
 @pytest.mark.parametrize("notebook", notebooks(), ids=lambda p: p.stem)

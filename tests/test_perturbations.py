@@ -1,16 +1,17 @@
-"""cnode.perturbations and cnode.evaluate: bounds, determinism, attack strength, the evaluation's sanity checks."""
+"""cnode.core.perturbations and cnode.core.evaluate: bounds, determinism, attack strength, the evaluation's
+sanity checks."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from cnode import perturbations as pt
-from cnode import store
-from cnode.config import RunConfig
-from cnode.data import load
-from cnode.evaluate import SUITES, EvalSuite, accuracy, robustness
-from cnode.runtime import machine
+from cnode.core import perturbations as pt
+from cnode.core.config import RunConfig
+from cnode.core.data import load
+from cnode.core.evaluate import SUITES, EvalSuite, accuracy, robustness
+from cnode.core.runtime import machine
+from cnode.runs import store
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_linf_pgd_is_bitwise_the_loop_the_stored_evaluations_used(trained):
     """Adding the L2 ball must not move a stored L-inf result: the L-inf path equals the pre-issue-11 loop."""
     import sys
 
-    from cnode.paths import repo_root
+    from cnode.core.paths import repo_root
 
     sys.path.insert(0, str(repo_root() / "benchmarks"))
     from reference import pgd_reference
@@ -125,7 +126,7 @@ def test_attack_subset_and_per_image_outcomes(trained):
     """Noise on every image, attacks on the first ``attack_subset``; the stored bits give back each accuracy."""
     import dataclasses
 
-    from cnode.evaluate import unpack_bits
+    from cnode.core.evaluate import unpack_bits
 
     run, x, y = trained
     suite = dataclasses.replace(SUITES["smoke"], attack_subset=40, per_image=True)
@@ -148,7 +149,7 @@ def test_attack_subset_and_per_image_outcomes(trained):
 
 
 def test_sanity_checks_raise_warnings_when_violated():
-    from cnode.evaluate import _sanity
+    from cnode.core.evaluate import _sanity
 
     rows = [{"kind": "fgsm", "level": 0.0, "acc": 0.9}, {"kind": "pgd", "level": 0.0, "acc": 0.8},
             {"kind": "fgsm", "level": 0.1, "acc": 0.2}, {"kind": "pgd", "level": 0.1, "acc": 0.5}]

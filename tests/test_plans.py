@@ -1,32 +1,33 @@
-"""cnode.plans: one list of runs per chapter, read from the chapter's own parameters."""
+"""cnode.runs.plans: one list of runs per chapter, read from the chapter's own parameters."""
 
 from __future__ import annotations
 
 import pytest
 
-from cnode import experiments, plans
+from cnode.book import c03_robustness, registry
+from cnode.runs import plans
 
 
 def test_every_chapter_with_runs_has_a_plan_matching_its_parameters():
     p3 = plans.chapter_defaults("03_robustness")
-    plan = plans.plan("03_robustness")
-    assert list(plan.runs) == experiments.robustness_runs(p3["profile"], p3["datasets"], p3["seeds"], p3["rhos"])
+    plan = registry.plan("03_robustness")
+    assert list(plan.runs) == c03_robustness.robustness_runs(p3["profile"], p3["datasets"], p3["seeds"], p3["rhos"])
     assert plan.suite == p3["suite"]
-    assert [cfg.regularizer for cfg in plans.plan("02_training").runs] == ["none", "weight", "jacobian"]
-    cost = plans.plan("05_cost")
+    assert [cfg.regularizer for cfg in registry.plan("02_training").runs] == ["none", "weight", "jacobian"]
+    cost = registry.plan("05_cost")
     assert {cfg.precision for cfg in cost.runs} == {"float32", "bfloat16"} and cost.suite == "sweep"
 
 
 def test_given_parameters_override_the_defaults():
-    plan = plans.plan("04_rho_sweep", {"profile": "smoke", "datasets": ["mnist"], "seeds": [0], "rhos": [0.5],
+    plan = registry.plan("04_rho_sweep", {"profile": "smoke", "datasets": ["mnist"], "seeds": [0], "rhos": [0.5],
                                        "unrelated": 1})
     assert {cfg.profile for cfg in plan.runs} == {"smoke"} and len(plan.runs) == 3  # vanilla + 2 regularizers
     with pytest.raises(ValueError, match="no plan for chapter '01_contraction'"):
-        plans.plan("01_contraction")
+        registry.plan("01_contraction")
 
 
 def test_missing_runs_are_counted(tmp_path):
-    plan = plans.plan("02_training", {"profile": "smoke"})
+    plan = registry.plan("02_training", {"profile": "smoke"})
     untrained, unevaluated = plan.missing(tmp_path)
     assert len(untrained) == 3 and unevaluated == []  # chapter 2 evaluates nothing
 
@@ -35,16 +36,16 @@ def test_a_paper_scale_chapter_with_missing_runs_stops_with_the_sweep_command(tm
     monkeypatch.setenv("CNODE_RESULTS", str(tmp_path))
     params = {"profile": "paper", "seeds": [0, 1], "rhos": [0.5], "suite": "paper"}  # defaults but seeds and rhos
     with pytest.raises(plans.MissingRuns) as info:
-        plans.require("04_rho_sweep", params)
+        registry.require("04_rho_sweep", params)
     message = str(info.value)
-    total = len(plans.plan("04_rho_sweep", params).runs)
+    total = len(registry.plan("04_rho_sweep", params).runs)
     assert message.startswith(f"04_rho_sweep: {total} of {total} runs are not in the store yet") and "\n" not in message
     assert "`python -m cnode sweep 04_rho_sweep -y seeds '[0, 1]' -y rhos '[0.5]'`" in message
-    assert plans.require("04_rho_sweep", {"profile": "smoke"}).runs  # smoke and cpu runs train inline
+    assert registry.require("04_rho_sweep", {"profile": "smoke"}).runs  # smoke and cpu runs train inline
 
 
 def test_the_sweep_command_round_trips_through_the_sweep_parser():
-    from cnode import sweeps
+    from cnode.runs import sweeps
 
     params = {"profile": "paper", "seeds": [0, 1, 2], "rhos": [0.5], "datasets": ["fashion"]}
     import shlex
@@ -56,7 +57,7 @@ def test_the_sweep_command_round_trips_through_the_sweep_parser():
 
 
 def test_trust_plan_audits_every_headline_model_and_wraps_the_vanilla_one(tmp_path):
-    found = plans.plan("07_trust", dict(profile="smoke", datasets=["mnist", "fashion"], seeds=[0], audit="smoke"))
+    found = registry.plan("07_trust", dict(profile="smoke", datasets=["mnist", "fashion"], seeds=[0], audit="smoke"))
     names = sorted(f"{c.dataset} {c.label()} T={c.T:g}" for c in found.runs)
     assert len(found.runs) == 10 and sum("weight" in n and "T=1" in n for n in names) == 2
     assert found.audit == "smoke" and found.control_levels == 4

@@ -1,4 +1,4 @@
-"""cnode.regularizers against their definitions and dense linear algebra."""
+"""cnode.core.regularizers against their definitions and dense linear algebra."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnode import regularizers
-from cnode.contraction import conv_matrix, with_certified_rate
-from cnode.models import ConvNODE
+from cnode.core import regularizers
+from cnode.core.contraction import conv_matrix, with_certified_rate
+from cnode.core.models import ConvNODE
 
 A, B, RHO = 0.1, 1.0, 1.0
 

@@ -1,5 +1,5 @@
 """Reproduction: retraining the first epoch of a committed run gives its stored record, bit for bit on the machine
-that stored it and within ``cnode.reproduction``'s tolerance on another; every committed model file matches the
+that stored it and within ``cnode.runs.reproduction``'s tolerance on another; every committed model file matches the
 sha256 in its metrics. The pure tests at the bottom show each mode failing on a record perturbed just beyond it."""
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import pytest
 import torch
 import torch._dynamo
 
-from cnode import plans, reproduction
-from cnode.paths import results_dir
-from cnode.runtime import machine, machine_id, machine_of
-from cnode.store import load
-from cnode.train import train
+from cnode.book import registry
+from cnode.core.paths import results_dir
+from cnode.core.runtime import machine, machine_id, machine_of
+from cnode.core.train import train
+from cnode.runs import reproduction
+from cnode.runs.store import load
 
 #: a record as the store keeps it (chapter 2's laptop run, rounded), for the pure tests
 RECORD = {"ce": 10.453632425308227, "certified_channels": 0, "certified_rate": [-23.51001739501953, -23.5119],
@@ -44,7 +45,7 @@ def first_epoch(cfg, threads: int) -> dict:
 def committed():
     """Chapter 2's weight-regularized CNODE on the laptop profile (a paper-scale epoch would cost a minute), its
     stored run, and its first epoch retrained on this machine."""
-    cfg = plans.plan("02_training", {"profile": "cpu"}).runs[1]
+    cfg = registry.plan("02_training", {"profile": "cpu"}).runs[1]
     stored = load(cfg)
     assert stored is not None, f"{cfg.label()} is not in the committed store"
     return cfg, stored, first_epoch(cfg, stored.metrics["provenance"]["threads"])

@@ -20,7 +20,8 @@ def test_a_bare_torch_process_keeps_denormals():  # the control: without cnode t
     assert probe("") != 0.0
 
 
-@pytest.mark.parametrize("module", ["cnode.data", "cnode.models", "cnode.train", "cnode.store", "cnode.theory"])
+@pytest.mark.parametrize("module", ["cnode.core.data", "cnode.core.models", "cnode.core.train", "cnode.runs.store",
+                                    "cnode.core.theory"])
 def test_importing_cnode_flushes_denormals(module: str):
     assert probe(f"import {module}; ") == 0.0
 
@@ -28,7 +29,7 @@ def test_importing_cnode_flushes_denormals(module: str):
 def test_the_machine_record_names_cpu_instruction_set_and_threads():
     import torch
 
-    from cnode import runtime
+    from cnode.core import runtime
 
     found = runtime.machine()
     assert found["cpu"] and found["cpu_capability"] == torch.backends.cpu.get_cpu_capability()

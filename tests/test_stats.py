@@ -1,11 +1,11 @@
-"""cnode.stats: exact binomial intervals and paired comparisons, against known values and simulations."""
+"""cnode.core.stats: exact binomial intervals and paired comparisons, against known values and simulations."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cnode.stats import clopper_pearson, paired
+from cnode.core.stats import clopper_pearson, paired
 
 
 def test_clopper_pearson_known_values_and_coverage():
@@ -38,9 +38,9 @@ def test_paired_comparison_of_stored_evaluations():
     vanilla, the difference equal to the accuracy difference, and no row where outcomes are missing."""
     import torch
 
-    from cnode.config import RunConfig
-    from cnode.evaluate import pack_bits
-    from cnode.tables import paired_comparison
+    from cnode.book.c03_robustness import paired_comparison
+    from cnode.core.config import RunConfig
+    from cnode.core.evaluate import pack_bits
 
     rng = np.random.default_rng(2)
 

@@ -1,11 +1,12 @@
-"""cnode.sweeps and ``python -m cnode sweep``: a chapter's missing runs, trained once each, through submitit."""
+"""cnode.runs.sweeps and ``python -m cnode sweep``: a chapter's missing runs, trained once each, through submitit."""
 
 from __future__ import annotations
 
 import pytest
 
-from cnode import store, sweeps
 from cnode.__main__ import main
+from cnode.book import registry
+from cnode.runs import store, sweeps
 
 pytestmark = pytest.mark.train  # trains models or spawns workers: not in `make check`
 
@@ -30,10 +31,12 @@ def starts(tmp_path, monkeypatch) -> list[str]:
 
 def test_a_sweep_trains_each_missing_run_once_and_a_rerun_none(starts, tmp_path, capsys):
     params = sweeps.resolve("04_rho_sweep", SMOKE, GRID)
-    done = sweeps.sweep("04_rho_sweep", params, executor="debug", threads=2, log_dir=tmp_path / "logs")
+    done = sweeps.sweep(registry.plan("04_rho_sweep", params),
+                  executor="debug", threads=2, log_dir=tmp_path / "logs")
     assert len(done) == 5 and len(starts) == 5 and len(set(starts)) == 5
     assert "5 runs, 0 stored, 5 to run" in capsys.readouterr().out
-    assert sweeps.sweep("04_rho_sweep", params, executor="debug", threads=2, log_dir=tmp_path / "logs") == []
+    assert sweeps.sweep(registry.plan("04_rho_sweep", params),
+                  executor="debug", threads=2, log_dir=tmp_path / "logs") == []
     assert len(starts) == 5  # the rerun started nothing
     assert "5 runs, 5 stored, 0 to run" in capsys.readouterr().out
 
@@ -66,7 +69,7 @@ _SITECUSTOMIZE = """
 import os
 
 if os.environ.get("CNODE_TEST_STARTS"):
-    import cnode.store as _store
+    import cnode.runs.store as _store
     _train = _store.train
 
     def _counted(cfg, resume=None, on_epoch=None):
@@ -102,9 +105,11 @@ def _starts(log) -> list[str]:
 
 def test_two_local_workers_start_each_training_once(local_env, tmp_path):
     params = sweeps.resolve("04_rho_sweep", SMOKE, GRID)
-    done = sweeps.sweep("04_rho_sweep", params, executor="local", workers=2, threads=1, log_dir=tmp_path / "logs")
+    done = sweeps.sweep(registry.plan("04_rho_sweep", params),
+                  executor="local", workers=2, threads=1, log_dir=tmp_path / "logs")
     assert len(done) == 5 and len(_starts(local_env)) == 5 and len(set(_starts(local_env))) == 5
-    assert sweeps.sweep("04_rho_sweep", params, executor="local", workers=2, threads=1,
+    assert sweeps.sweep(registry.plan("04_rho_sweep", params),
+                  executor="local", workers=2, threads=1,
                         log_dir=tmp_path / "logs") == []
     assert len(_starts(local_env)) == 5  # the rerun started no training
 
@@ -113,15 +118,18 @@ def test_a_killed_worker_is_finished_by_the_next_sweep_with_identical_results(lo
     params = sweeps.resolve("02_training", [("profile", "smoke"), ("epochs", "2")])
     monkeypatch.setenv("CNODE_TEST_KILL_AFTER_EPOCH", "1")
     with pytest.raises(Exception):  # noqa: B017 - submitit reports the dead job as a failure
-        sweeps.sweep("02_training", params, executor="local", workers=1, threads=1, log_dir=tmp_path / "logs")
-    cfg = sweeps.plans.plan("02_training", params).runs[0]
+        sweeps.sweep(registry.plan("02_training", params),
+                  executor="local", workers=1, threads=1, log_dir=tmp_path / "logs")
+    cfg = sweeps.registry.plan("02_training", params).runs[0]
     assert (store.run_dir(cfg) / "checkpoint.pt").exists() and not (store.run_dir(cfg) / "metrics.json").exists()
     monkeypatch.delenv("CNODE_TEST_KILL_AFTER_EPOCH")
-    sweeps.sweep("02_training", params, executor="local", workers=1, threads=1, log_dir=tmp_path / "logs")
+    sweeps.sweep(registry.plan("02_training", params),
+                  executor="local", workers=1, threads=1, log_dir=tmp_path / "logs")
     resumed = store.load(cfg)
     assert resumed.metrics["resumed_at_epoch"] == 1
     monkeypatch.setenv("CNODE_RESULTS", str(tmp_path / "fresh"))  # the same run, never interrupted
-    sweeps.sweep("02_training", params, executor="local", workers=1, threads=1, log_dir=tmp_path / "logs")
+    sweeps.sweep(registry.plan("02_training", params),
+                  executor="local", workers=1, threads=1, log_dir=tmp_path / "logs")
     fresh = store.load(cfg, tmp_path / "fresh")
     assert [h["test_acc"] for h in fresh.history] == [h["test_acc"] for h in resumed.history]
     for a, b in zip(fresh.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):

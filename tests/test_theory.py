@@ -1,4 +1,4 @@
-"""cnode.theory: the worst-case search and the chapter 1 experiments."""
+"""cnode.core.theory: the worst-case search and the chapter 1 experiments."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from cnode import contraction as cc
-from cnode import theory
+from cnode.core import contraction as cc
+from cnode.core import theory
 
 A, B = 0.1, 1.0
 

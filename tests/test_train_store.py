@@ -1,4 +1,4 @@
-"""cnode.train and cnode.store on the smoke profile: learning, caching, resuming, bad files, the CLI."""
+"""cnode.core.train and cnode.runs.store on the smoke profile: learning, caching, resuming, bad files, the CLI."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnode import store
-from cnode.config import RunConfig
-from cnode.runtime import machine
-from cnode.train import TrainingError, train
+from cnode.core.config import RunConfig
+from cnode.core.runtime import machine
+from cnode.core.train import TrainingError, train
+from cnode.runs import store
 
 pytestmark = pytest.mark.train  # trains models or spawns workers: not in `make check`
 
@@ -136,8 +136,8 @@ def test_cli_trains_then_lists(tmp_path):
 _OVERLAP = """
 import sys, time
 from pathlib import Path
-from cnode import store
-from cnode.config import RunConfig
+from cnode.runs import store
+from cnode.core.config import RunConfig
 
 
 starts, inside, release = map(Path, sys.argv[1:4])

@@ -10,7 +10,7 @@ import sys
 from dataclasses import fields
 from typing import Any
 
-from cnode.config import PROFILES, RunConfig
+from cnode.core.config import PROFILES, RunConfig
 
 #: Fields whose value may be None ("all images"); on the command line: ``--train_subset none``.
 OPTIONAL = {f.name for f in fields(RunConfig) if f.default is None}
@@ -67,11 +67,11 @@ def _parser() -> argparse.ArgumentParser:
 def chapter_progress() -> list[dict[str, Any]]:
     """Per chapter with runs, at its default parameters: profile, runs, how many are trained, evaluated and
     measured."""
-    from cnode.plans import PLANS, plan
+    from cnode.book import registry
 
     rows = []
-    for chapter in PLANS:
-        p = plan(chapter)
+    for chapter in registry.with_runs():
+        p = registry.plan(chapter)
         untrained, unevaluated = p.missing()
         rows.append({"chapter": chapter, "profile": sorted({cfg.profile for cfg in p.runs}), "runs": len(p.runs),
                      "trained": len(p.runs) - len(untrained), "suite": p.suite,
@@ -80,17 +80,66 @@ def chapter_progress() -> list[dict[str, Any]]:
     return rows
 
 
+def grid_main(argv: list[str] | None = None) -> int:
+    """``python -m cnode grid``: several chapters' plans as one queue for a pool of workers (``runs.grid``)."""
+    import os
+
+    from cnode.book import registry
+    from cnode.runs.grid import run, tasks
+
+    parser = argparse.ArgumentParser(prog="python -m cnode grid", description="several chapters' plans as one queue")
+    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    parser.add_argument("--deadline-min", type=float, default=60.0, help="start no task after this many minutes")
+    parser.add_argument("--grid", choices=["paper", "smoke"], default="paper", help="smoke: a rehearsal in seconds")
+    parser.add_argument("--no-mechanism", action="store_true", help="leave the mechanism measurements for later")
+    parser.add_argument("--chapters", nargs="+", default=None, help="only these chapters of the grid")
+    parser.add_argument("--longest-first", action="store_true", help="audits and fine-step runs first")
+    parser.add_argument("--nice", action="store_true", help="run the workers at lower priority")
+    parser.add_argument("--eager", action="store_true", help="do not torch.compile the training forward pass")
+    parser.add_argument("--dry-run", action="store_true")
+    args = parser.parse_args(argv)
+    grid = registry.PAPER_GRID if args.grid == "paper" else registry.SMOKE_GRID
+    if args.chapters:
+        grid = [(ch, p) for ch, p in grid if ch in args.chapters]
+    found = tasks([registry.plan(ch, p) for ch, p in grid], with_mechanism=not args.no_mechanism,
+                  longest_first=args.longest_first)
+    print(f"grid: {len(found)} runs with work outstanding", flush=True)
+    for task in found:
+        todo = [n for n in ("suite", "mechanism", "audit", "control_levels") if getattr(task, n) is not None]
+        print(f"  {task.cfg.key()} {task.cfg.dataset} T={task.cfg.T:g} N={task.cfg.steps} g={task.cfg.gamma:g} "
+              f"{task.cfg.label()} [{', '.join(task.chapters)}] {', '.join(todo)}")
+    if args.dry_run:
+        return 0
+    done = run(found, args.workers, 60 * args.deadline_min, {"compile": False} if args.eager else None,
+               nice=args.nice)
+    failed = [d for d in done if d[1].startswith("error")]
+    print(f"grid: {sum(d[1] == 'done' for d in done)} done, {len(failed)} failed, "
+          f"{sum(d[1] == 'skipped' for d in done)} skipped, {len(found) - len(done)} stopped", flush=True)
+    return 1 if failed else 0
+
+
+
+def chapter_name(arg: str) -> str:
+    """A chapter stem from a stem or a notebook path ("03_robustness", "book/03_robustness.ipynb")."""
+    from pathlib import Path
+
+    from cnode.book import registry
+
+    stem = Path(arg).stem
+    if stem not in registry.with_runs():
+        raise ValueError(f"no sweep for chapter {arg!r}; chapters with runs: {', '.join(registry.with_runs())}")
+    return stem
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["grid"]:  # several chapters' plans as one queue: its own options (``python -m cnode grid -h``)
-        from cnode import grid
-
-        return grid.main(argv[1:])
+        return grid_main(argv[1:])
     args = vars(_parser().parse_args(argv))
     command = args.pop("command")
-    from cnode.data import DataError
-    from cnode.store import StoreError, list_runs, load_or_train
-    from cnode.train import TrainingError
+    from cnode.core.data import DataError
+    from cnode.core.train import TrainingError
+    from cnode.runs.store import StoreError, list_runs, load_or_train
 
     try:
         if command == "list":
@@ -103,13 +152,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(row))
             return 0
         if command == "sweep":
-            from cnode import sweeps
+            from cnode.book import registry
+            from cnode.runs import sweeps
 
-            chapter = sweeps.chapter_name(args["chapter"])
+            chapter = chapter_name(args["chapter"])
             params = sweeps.resolve(chapter, [tuple(x) for x in args["p"]], [tuple(x) for x in args["y"]])
             slurm = {k[len("slurm_"):]: _parse_value(v) for k, v in args.items()
                      if k.startswith("slurm_") and v is not None}
-            done = sweeps.sweep(chapter, params, args["executor"], args["workers"], args["threads"], args["nice"],
+            done = sweeps.sweep(registry.plan(chapter, params), args["executor"], args["workers"], args["threads"],
+                                args["nice"],
                                 args["dry_run"], slurm=slurm, timeout_min=args["timeout_min"])
             print(f"{len(done)} runs done")
             return 0

@@ -1,0 +1,112 @@
+"""Several chapters' plans as one priority queue, run by a pool of worker processes until a deadline.
+
+``python -m cnode sweep`` runs one chapter at a time through submitit (local, SLURM). On one machine with many
+cores and a GPU (a lent accelerator, a workstation), this module keeps every worker busy across chapters:
+``python -m cnode grid --workers 14 --deadline-min 8`` takes the paper-scale grid (``book.registry.PAPER_GRID``)
+in its priority order (chapter 3, the horizon chapter, the audit, chapter 4, the rho search), merges the
+tasks of a run that several chapters share, and starts no job after the deadline; jobs still running then are
+stopped, and their checkpoints resume on the next call. Results go to the store as in every other path (same
+keys on every device).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnode.core.config import RunConfig
+from cnode.runs.plans import Plan
+
+
+@dataclass
+class Task:
+    """Everything the grid does to one run: its config, the suite to evaluate it with, the mechanism settings,
+    the audit settings and the positive control's grey levels (None: not asked)."""
+
+    cfg: RunConfig
+    suite: str | None = None
+    mechanism: str | None = None
+    audit: str | None = None
+    control_levels: int | None = None
+    chapters: list[str] = field(default_factory=list)
+
+    def merge(self, other: Task) -> None:
+        """Take the tasks ``other`` asks for that this one lacks (a run shared by chapters is trained once)."""
+        for name in ("suite", "mechanism", "audit", "control_levels"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is not None and theirs is not None and mine != theirs:
+                raise ValueError(f"{self.cfg.label()}: chapters ask for {name} {mine!r} and {theirs!r}")
+            setattr(self, name, mine if mine is not None else theirs)
+        self.chapters += other.chapters
+
+
+def tasks(grid: Iterable[Plan], with_mechanism: bool = True, longest_first: bool = False) -> list[Task]:
+    """The outstanding tasks of the chapters' plans ``grid``, one per run key, in priority order (first
+    appearance), or audits and fine-step runs first with ``longest_first`` (a short tail for a pool with a
+    deadline); runs the store already holds complete are left out."""
+    found: dict[str, Task] = {}
+    for plan in grid:
+        chapter = plan.chapter
+        controls = {c.key() for c in plan.controls()}
+        for cfg in plan.todo():
+            task = Task(cfg, plan.suite, plan.mechanism if with_mechanism else None, plan.audit,
+                        plan.control_levels if cfg.key() in controls else None, [chapter])
+            found.setdefault(cfg.key(), Task(cfg)).merge(task)
+    if not longest_first:
+        return list(found.values())
+    return sorted(found.values(), key=lambda t: (t.audit is None, t.cfg.steps <= RunConfig.from_profile(
+        t.cfg.profile).steps))
+
+
+def _work(args: tuple[dict[str, Any], Task, float, bool, bool]) -> tuple[str, str, float]:
+    """One task in a worker: (label, "done" | "skipped" | error line, seconds)."""
+    overrides, task, deadline, strict, nice = args
+    if time.time() > deadline:
+        return task.cfg.label(), "skipped", 0.0
+    import dataclasses
+
+    from cnode.runs import sweeps
+
+    start = time.time()
+    cfg = dataclasses.replace(task.cfg, **overrides)
+    try:
+        sweeps.job(cfg.to_dict(), task.suite, 1, nice, task.mechanism, task.audit, task.control_levels)
+    except Exception as exc:  # noqa: BLE001 - one failed run must not stop the grid; reported below
+        if strict:
+            raise
+        return task.cfg.label(), f"error: {type(exc).__name__}: {exc}", time.time() - start
+    return task.cfg.label(), "done", time.time() - start
+
+
+def run(found: list[Task], workers: int, deadline_s: float, overrides: dict[str, Any] | None = None,
+        strict: bool = False, nice: bool = False) -> list[tuple[str, str, float]]:
+    """Run ``found`` with ``workers`` processes (spawned, one torch thread each); no task starts after
+    ``deadline_s`` seconds, and tasks still running ``60 s`` later are stopped (their checkpoints stay)."""
+    deadline = time.time() + deadline_s
+    jobs = [(overrides or {}, task, deadline, strict, nice) for task in found]
+    out: list[tuple[str, str, float]] = []
+    ctx = mp.get_context("spawn")
+    pool = ctx.Pool(workers, initializer=_init_worker)
+    try:
+        pending = pool.imap_unordered(_work, jobs)
+        while len(out) < len(jobs):
+            try:
+                item = pending.next(timeout=max(1.0, deadline + 60 - time.time()))
+            except mp.TimeoutError:
+                print(f"grid: deadline passed, stopping {len(jobs) - len(out)} unfinished task(s)", flush=True)
+                break
+            out.append(item)
+            print(f"grid: {len(out)}/{len(jobs)} {item[0]}: {item[1]} ({item[2]:.0f} s)", flush=True)
+    finally:
+        pool.terminate()
+        pool.join()
+    return out
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)

@@ -1,0 +1,126 @@
+"""Sweeps: a chapter's grid trained and evaluated outside its notebook, through submitit.
+
+``python -m cnode sweep 03_robustness -p profile paper --executor local --workers 2`` reads the chapter's plan
+(``cnode.runs.plans``) for the given parameters (papermill's ``-p``/``-y`` syntax, the chapter's own validation),
+skips what the store holds, and runs the rest as jobs: training, then evaluation, one job per run. The store's
+per-key lock makes concurrent jobs safe; a job killed mid-run resumes from its checkpoint when the sweep runs again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from cnode.core import checks
+from cnode.core.config import RunConfig
+from cnode.core.paths import repo_root
+from cnode.runs import plans
+
+EXECUTORS = ("local", "slurm", "debug")
+
+
+def _papermill_value(text: str) -> Any:
+    """A ``-p`` value as papermill reads it: int, float, True/False, None, else the string."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"True": True, "False": False, "None": None}.get(text, text)
+
+
+def resolve(chapter: str, p: list[tuple[str, str]] = (), y: list[tuple[str, str]] = ()) -> dict[str, Any]:
+    """The chapter's parameters: its defaults, then ``-p NAME VALUE`` and ``-y NAME YAML`` pairs, validated
+    exactly as the chapter validates them (``checks.parameters``: unknown names and wrong types are one line)."""
+    import yaml
+
+    namespace: dict[str, Any] = {**plans.chapter_defaults(chapter), "__annotations__": plans.chapter_types(chapter)}
+    for name, text in p:
+        namespace[name] = _papermill_value(text)
+    for name, text in y:
+        namespace[name] = yaml.safe_load(text)
+    return checks.parameters(namespace)
+
+
+def job(cfg_fields: dict[str, Any], suite: str | None, threads: int, nice: bool, mechanism: str | None = None,
+        audit: str | None = None, control_levels: int | None = None) -> str:
+    """One run, as a worker executes it: train (or load, or resume), evaluate, and, where the plan has them, take
+    the mechanism measurements (ConvNODEs) and the masking card (with the positive control's where
+    ``control_levels`` is given); returns the run's label."""
+    import torch
+
+    from cnode.runs import store
+
+    if nice:
+        os.nice(10)
+    torch.set_num_threads(threads)
+    cfg = RunConfig(**cfg_fields)
+    run = store.load_or_train(cfg)
+    if suite is not None:
+        store.load_or_evaluate(run, suite)
+    if mechanism is not None and cfg.model == "cnode":
+        store.load_or_measure(run, mechanism)
+    if audit is not None:
+        store.load_or_audit(run, audit)
+        if control_levels is not None:
+            store.load_or_audit(run, audit, control_levels)
+    return cfg.label()
+
+
+def estimate_line(plan: plans.Plan, runs: list[RunConfig]) -> str:
+    """'estimated 1.2 h of training and 0.8 h of evaluation on <machine>' from this machine's benchmark JSON
+    (``benchmark.benchmark_here``: another machine's of the same device kind when this one has none)."""
+    from cnode.core.train import resolve_device
+    from cnode.runs import benchmark
+
+    kind = resolve_device("auto").type
+    bench = benchmark.benchmark_here(kind)
+    if bench is None:
+        return f"no estimate: no benchmark for this device kind ({kind}); run `make bench`"
+    hours = [benchmark.run_hours(bench, cfg, plan.suite) for cfg in runs]
+    return (f"estimated {sum(h[0] for h in hours):.2f} h of training and up to {sum(h[1] for h in hours):.2f} h of "
+            f"evaluation, from the benchmark of {bench['machine']['device_name']}")
+
+
+def sweep(plan: plans.Plan, executor: str = "local", workers: int = 1,
+          threads: int | None = None, nice: bool = False, dry_run: bool = False, log_dir: Path | None = None,
+          slurm: dict[str, Any] | None = None, timeout_min: int = 24 * 60, poll_s: float = 0.5) -> list[str]:
+    """Run the chapter's missing runs; returns the labels of the runs done. At most ``workers`` jobs at a time,
+    on every executor (submitit's local executor would start them all at once), ``threads`` torch threads each
+    (default: cores / workers), ``timeout_min`` minutes each (submitit's local default is minutes). ``slurm``:
+    submitit's ``slurm_*`` parameters without the prefix (partition, gpus_per_node, ...)."""
+    from tqdm import tqdm
+
+    checks.one_of("executor", executor, EXECUTORS)
+    checks.positive_int("workers", workers)
+    chapter = plan.chapter
+    missing = plan.todo()
+    print(f"{chapter}: {len(plan.runs)} runs, {len(plan.runs) - len(missing)} stored, {len(missing)} to run"
+          f" (suite {plan.suite}); {estimate_line(plan, missing)}")
+    if dry_run or not missing:
+        return []
+    import submitit
+
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    folder = log_dir or repo_root() / "results" / "sweep-logs" / "%j"
+    ex = submitit.AutoExecutor(folder=folder, cluster=executor)
+    checks.positive_int("timeout_min", timeout_min)
+    ex.update_parameters(timeout_min=timeout_min, cpus_per_task=threads, name=f"cnode-{chapter}",
+                         **({f"slurm_{k}": v for k, v in (slurm or {}).items()} if executor == "slurm" else {}))
+    pending, running, done = list(missing), [], []
+    controls = {c.key() for c in plan.controls()}
+    with tqdm(total=len(missing), desc=f"{chapter} runs", disable=None) as bar:
+        while pending or running:
+            while pending and len(running) < workers:
+                cfg = pending.pop(0)
+                running.append(ex.submit(job, cfg.to_dict(), plan.suite, threads, nice, plan.mechanism, plan.audit,
+                                         plan.control_levels if cfg.key() in controls else None))
+            for j in [j for j in running if j.done()]:
+                done.append(j.result())  # a failed job raises here, with its log folder in the message
+                running.remove(j)
+                bar.update(1)
+            if running:
+                time.sleep(poll_s)
+    return done
