@@ -50,3 +50,24 @@ def glued(nb: nbformat.NotebookNode) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             values[name] = text
     return values
+
+
+def stored(root: Path, pattern: str) -> list[dict[str, Any]]:
+    """Every JSON named ``pattern`` beside a run of the store at ``root`` (what a smoke run computed)."""
+    import json
+
+    return [json.loads(p.read_text()) for p in sorted(root.glob(f"*/*/{pattern}"))]
+
+
+def smoke_run(stem: str, parameters: dict[str, Any], check: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    """Run chapter ``stem`` at ``parameters`` into a temporary store, then ``check(glued values, store)``; every
+    figure the text pastes must have been glued as an image."""
+    from book_pages import figure_pastes, is_image
+
+    monkeypatch.setenv("CNODE_RESULTS", str(tmp_path / "results"))  # never train into the repo's store
+    nb = run(BOOK / f"{stem}.ipynb", tmp_path / f"{stem}.ipynb", **parameters)
+    check(glued(nb), tmp_path / "results")
+    bundles = glued_outputs(nb)
+    for name in figure_pastes(nb):  # what a reader sees must be an image, whatever the backend or kernel
+        assert name in bundles, f"{stem}: {{glue:figure}} {name} was never glued"
+        assert is_image(bundles[name]), f"{stem}: figure {name} was glued without an image: {sorted(bundles[name])}"

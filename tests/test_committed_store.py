@@ -11,7 +11,7 @@ import yaml
 
 from cnode.book import registry
 from cnode.core.paths import repo_root, results_dir
-from cnode.runs import plans
+from cnode.runs import plans, store
 
 
 def shown_plans() -> list[plans.Plan]:
@@ -32,7 +32,6 @@ def test_committed_store_serves_the_chapter_defaults(plan: plans.Plan):
 def test_the_check_sees_a_missing_audit_and_a_missing_measurement(tmp_path):
     """``todo`` is what the test above relies on: with every run trained and evaluated, a run whose audit card
     or mechanism measurement is missing is still to do, and is done once the file is there."""
-    from cnode.core.mechanism import MECHANISMS
     from cnode.runs.store import audit_file, run_dir
 
     trust = registry.plan("07_trust", {"profile": "smoke", "datasets": ["mnist"], "audit": "smoke"})
@@ -43,10 +42,9 @@ def test_the_check_sees_a_missing_audit_and_a_missing_measurement(tmp_path):
             run_dir(cfg, tmp_path).mkdir(parents=True, exist_ok=True)
             (run_dir(cfg, tmp_path) / "metrics.json").write_text("{}")
         if plan.suite:
-            from cnode.core.evaluate import SUITES
 
             for cfg in plan.runs:
-                (run_dir(cfg, tmp_path) / f"eval-{SUITES[plan.suite].key()}.json").write_text("{}")
+                (run_dir(cfg, tmp_path) / store.eval_file(plan.suite)).write_text("{}")
     assert trust.todo(tmp_path) == list(trust.runs)  # no card yet
     for cfg in trust.runs:
         (run_dir(cfg, tmp_path) / audit_file(cfg, "smoke")).write_text("{}")
@@ -57,5 +55,5 @@ def test_the_check_sees_a_missing_audit_and_a_missing_measurement(tmp_path):
     nodes = [cfg for cfg in horizon.runs if cfg.model == "cnode"]
     assert nodes and horizon.todo(tmp_path) == nodes  # trained and evaluated, not measured
     for cfg in nodes:
-        (run_dir(cfg, tmp_path) / f"mechanism-{MECHANISMS['smoke'].key()}.json").write_text("{}")
+        (run_dir(cfg, tmp_path) / store.mechanism_file("smoke")).write_text("{}")
     assert horizon.todo(tmp_path) == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cnode.book import c08_rho_search, registry
-from cnode.runs import grid
+from cnode.runs import grid, store
 
 
 def smoke_grid() -> list:
@@ -72,7 +72,6 @@ def test_no_task_starts_after_the_deadline(empty_store):
 def test_a_task_is_done_into_the_store_and_a_failing_one_is_reported_not_raised(empty_store):
     """The pool's two other outcomes: a run trained and evaluated into the store ("done"), and a task that fails
     (an unknown suite) reported as one error line while the pool goes on."""
-    from cnode.core.evaluate import SUITES
     from cnode.runs.store import run_dir
 
     cfg = next(t.cfg for t in grid.tasks(smoke_grid()) if t.cfg.model == "cnn")
@@ -82,7 +81,7 @@ def test_a_task_is_done_into_the_store_and_a_failing_one_is_reported_not_raised(
     assert "done" in status and len(done) == 2
     error = next(s for s in status if s != "done")
     assert error.startswith("error: ValueError: suite must be one of") and "\n" not in error
-    assert (run_dir(cfg) / "metrics.json").exists() and (run_dir(cfg) / f"eval-{SUITES['smoke'].key()}.json").exists()
+    assert (run_dir(cfg) / "metrics.json").exists() and (run_dir(cfg) / store.eval_file("smoke")).exists()
 
 
 def test_the_command_line_lists_the_queue_on_a_dry_run(empty_store, capsys):

@@ -52,7 +52,7 @@ def test_measure_reports_predictions_and_dense_checks(runs):
 def test_measurements_are_stored_beside_the_run_and_planned(runs, monkeypatch):
     root, found = runs
     first = store.load_or_measure(found[0], "smoke")
-    name = f"mechanism-{mechanism.MECHANISMS['smoke'].key()}.json"
+    name = store.mechanism_file("smoke")
     assert (found[0].path / name).exists()
     monkeypatch.setattr(mechanism, "measure", lambda *a, **k: pytest.fail("recomputed a stored measurement"))
     assert store.load_or_measure(found[0], "smoke") == first

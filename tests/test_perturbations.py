@@ -162,7 +162,7 @@ def test_sanity_checks_raise_warnings_when_violated():
 def test_evaluation_is_cached_beside_the_run(tmp_path, monkeypatch):
     run = store.load_or_train(RunConfig.from_profile("smoke", epochs=1), tmp_path)
     first = store.load_or_evaluate(run, "smoke", tmp_path)
-    assert (run.path / f"eval-{SUITES['smoke'].key()}.json").exists()
+    assert (run.path / store.eval_file("smoke")).exists()
     assert first["machine"] == machine()  # where the evaluation ran, beside what it found
     monkeypatch.setattr(store, "robustness", lambda *a, **k: pytest.fail("evaluated again"))
     assert store.load_or_evaluate(run, "smoke", tmp_path) == first

@@ -64,3 +64,10 @@ def test_trust_plan_audits_every_headline_model_and_wraps_the_vanilla_one(tmp_pa
     assert [(c.dataset, c.regularizer, c.model) for c in found.controls()] == [
         ("mnist", "none", "cnode"), ("fashion", "none", "cnode")]
     assert found.unaudited(tmp_path) == list(found.runs) == found.todo(tmp_path)
+
+
+def test_one_parser_reads_command_line_values_as_papermill_does():
+    from cnode.runs.plans import parse_value
+
+    values = ("3", "0.5", "True", "None", "mnist", "true", "false", "none", "1e-3")
+    assert [parse_value(v) for v in values] == [3, 0.5, True, None, "mnist", True, False, None, 1e-3]

@@ -32,11 +32,11 @@ def starts(tmp_path, monkeypatch) -> list[str]:
 def test_a_sweep_trains_each_missing_run_once_and_a_rerun_none(starts, tmp_path, capsys):
     params = sweeps.resolve("04_rho_sweep", SMOKE, GRID)
     done = sweeps.sweep(registry.plan("04_rho_sweep", params),
-                  executor="debug", threads=2, log_dir=tmp_path / "logs")
+                        executor="debug", threads=2, log_dir=tmp_path / "logs")
     assert len(done) == 5 and len(starts) == 5 and len(set(starts)) == 5
     assert "5 runs, 0 stored, 5 to run" in capsys.readouterr().out
     assert sweeps.sweep(registry.plan("04_rho_sweep", params),
-                  executor="debug", threads=2, log_dir=tmp_path / "logs") == []
+                        executor="debug", threads=2, log_dir=tmp_path / "logs") == []
     assert len(starts) == 5  # the rerun started nothing
     assert "5 runs, 5 stored, 0 to run" in capsys.readouterr().out
 
@@ -55,11 +55,6 @@ def test_the_command_line_validates_like_the_chapter(starts, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "04_rho_sweep: 5 runs, 0 stored, 5 to run (suite smoke)" in out and starts == []
-
-
-def test_papermill_values():
-    assert [sweeps._papermill_value(v) for v in ("3", "0.5", "True", "None", "mnist")] == [3, 0.5, True, None,
-                                                                                           "mnist"]
 
 
 #: Imported at start-up by every Python process the local executor starts (it is on their PYTHONPATH): it
@@ -106,10 +101,10 @@ def _starts(log) -> list[str]:
 def test_two_local_workers_start_each_training_once(local_env, tmp_path):
     params = sweeps.resolve("04_rho_sweep", SMOKE, GRID)
     done = sweeps.sweep(registry.plan("04_rho_sweep", params),
-                  executor="local", workers=2, threads=1, log_dir=tmp_path / "logs")
+                        executor="local", workers=2, threads=1, log_dir=tmp_path / "logs")
     assert len(done) == 5 and len(_starts(local_env)) == 5 and len(set(_starts(local_env))) == 5
     assert sweeps.sweep(registry.plan("04_rho_sweep", params),
-                  executor="local", workers=2, threads=1,
+                        executor="local", workers=2, threads=1,
                         log_dir=tmp_path / "logs") == []
     assert len(_starts(local_env)) == 5  # the rerun started no training
 
@@ -119,17 +114,17 @@ def test_a_killed_worker_is_finished_by_the_next_sweep_with_identical_results(lo
     monkeypatch.setenv("CNODE_TEST_KILL_AFTER_EPOCH", "1")
     with pytest.raises(Exception):  # noqa: B017 - submitit reports the dead job as a failure
         sweeps.sweep(registry.plan("02_training", params),
-                  executor="local", workers=1, threads=1, log_dir=tmp_path / "logs")
-    cfg = sweeps.registry.plan("02_training", params).runs[0]
+                     executor="local", workers=1, threads=1, log_dir=tmp_path / "logs")
+    cfg = registry.plan("02_training", params).runs[0]
     assert (store.run_dir(cfg) / "checkpoint.pt").exists() and not (store.run_dir(cfg) / "metrics.json").exists()
     monkeypatch.delenv("CNODE_TEST_KILL_AFTER_EPOCH")
     sweeps.sweep(registry.plan("02_training", params),
-                  executor="local", workers=1, threads=1, log_dir=tmp_path / "logs")
+                 executor="local", workers=1, threads=1, log_dir=tmp_path / "logs")
     resumed = store.load(cfg)
     assert resumed.metrics["resumed_at_epoch"] == 1
     monkeypatch.setenv("CNODE_RESULTS", str(tmp_path / "fresh"))  # the same run, never interrupted
     sweeps.sweep(registry.plan("02_training", params),
-                  executor="local", workers=1, threads=1, log_dir=tmp_path / "logs")
+                 executor="local", workers=1, threads=1, log_dir=tmp_path / "logs")
     fresh = store.load(cfg, tmp_path / "fresh")
     assert [h["test_acc"] for h in fresh.history] == [h["test_acc"] for h in resumed.history]
     for a, b in zip(fresh.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):

@@ -11,21 +11,10 @@ from dataclasses import fields
 from typing import Any
 
 from cnode.core.config import PROFILES, RunConfig
+from cnode.runs.plans import parse_value
 
 #: Fields whose value may be None ("all images"); on the command line: ``--train_subset none``.
 OPTIONAL = {f.name for f in fields(RunConfig) if f.default is None}
-
-
-def _parse_value(text: str) -> Any:
-    """Numbers -> int or float, true/false -> bool, anything else stays a string."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     for field in fields(RunConfig):
         if field.name != "profile":
-            train.add_argument(f"--{field.name}", dest=field.name, type=_parse_value, default=argparse.SUPPRESS,
+            train.add_argument(f"--{field.name}", dest=field.name, type=parse_value, default=argparse.SUPPRESS,
                                help=f"default: the profile's ({field.default!r} unless the profile sets it)")
     sub.add_parser("grid", help="the paper-scale grid of several chapters as one queue (see python -m cnode grid -h)")
     sub.add_parser("list", help="list the finished runs in the store, then per chapter how many of its runs "
@@ -157,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
             chapter = chapter_name(args["chapter"])
             params = sweeps.resolve(chapter, [tuple(x) for x in args["p"]], [tuple(x) for x in args["y"]])
-            slurm = {k[len("slurm_"):]: _parse_value(v) for k, v in args.items()
+            slurm = {k[len("slurm_"):]: parse_value(v) for k, v in args.items()
                      if k.startswith("slurm_") and v is not None}
             done = sweeps.sweep(registry.plan(chapter, params), args["executor"], args["workers"], args["threads"],
                                 args["nice"],

@@ -18,7 +18,6 @@ from cnode.book.c04_rho_sweep import sweep_runs
 from cnode.book.glue import Md
 from cnode.core import checks
 from cnode.core.config import REGULARIZERS, RunConfig
-from cnode.core.evaluate import SUITES
 from cnode.runs import store
 from cnode.runs.benchmark import epoch_steps, machine_runs, run_hours
 from cnode.runs.plans import Plan, _seeds
@@ -271,13 +270,13 @@ def ledger(grids: list[Any]) -> pd.DataFrame:
 
     for plan in grids:
         chapter, suite = plan.chapter, plan.suite
-        eval_name = f"eval-{SUITES[suite].key()}.json" if suite else None
+        eval_name = store.eval_file(suite) if suite else None
         for cfg in plan.runs:
             folder = store.run_dir(cfg)
-            if cfg.key() in seen or not (folder / "metrics.json").exists():
+            if cfg.key() in seen or not (folder / store.METRICS).exists():
                 continue
             seen.add(cfg.key())
-            metrics = json.loads((folder / "metrics.json").read_text())
+            metrics = json.loads((folder / store.METRICS).read_text())
             evaluated = eval_name and (folder / eval_name).exists()
             rows.append({"chapter": chapter, "device": metrics["provenance"]["device"],
                          "train_h": sum(r["seconds"] for r in metrics["history"]) / 3600,

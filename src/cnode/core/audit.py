@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import logging
 import re
 import time
@@ -29,15 +27,15 @@ from cnode.core.evaluate import correct, pack_bits
 from cnode.core.lipschitz import certified_radius, jacobian_norms, lipschitz_bound
 from cnode.core.models import CNN, ConvNODE
 from cnode.core.perturbations import frozen, pgd
+from cnode.core.settings import Hashed, digest
 
-AUDIT_SCHEMA = 1
 #: kinds of attack by the part of the card they enter
 WHITE_BOX = ("pgd20", "pgd_strong", "autoattack")
 SOLVERS = ("euler2x", "rk4")
 
 
 @dataclass(frozen=True)
-class AuditSettings:
+class AuditSettings(Hashed):
     """One audit. ``eps`` L-inf radii on [0, 1] pixels; PGD steps of 2.5 eps / steps; ``aa_attacks`` None for
     AutoAttack's standard version (APGD-CE, APGD-T, FAB-T, Square 5000), else a custom list (smoke tests);
     ``tolerance`` the fraction of images beyond which a gap counts (the masking rule)."""
@@ -59,13 +57,12 @@ class AuditSettings:
         for eps in (*self.eps, *self.l2_radii):
             checks.positive("eps", eps)
 
-    def key(self, sources: list[str]) -> str:
+    def key(self, sources: list[str]) -> str:  # type: ignore[override]
         """Hash of the settings, the AutoAttack version and the transfer sources' run keys."""
         import pyautoattack
 
-        payload = {**dataclasses.asdict(self), "schema": AUDIT_SCHEMA, "pyautoattack": pyautoattack.__version__,
-                   "sources": sorted(sources)}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+        return digest({**self.key_payload(), "pyautoattack": pyautoattack.__version__, "sources": sorted(sources)},
+                      self.KEY_DIGITS)
 
 
 AUDITS: dict[str, AuditSettings] = {

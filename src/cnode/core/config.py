@@ -9,13 +9,12 @@ records where it ran; nor the Jacobian regularizer's settings for runs without i
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from cnode.core import checks
 from cnode.core.data import FOLDERS
+from cnode.core.settings import Hashed
 
 #: Bump when a change in training code makes stored results stale; it is part of every key.
 SCHEMA = 1
@@ -24,8 +23,6 @@ SCHEMA = 1
 #: moved the 3rd-epoch test accuracy of a stored run by 0.25 points, beyond what the chapters print.
 JACOBIAN_SCHEMA = 2
 
-#: fields added after results were stored, with the default at which they stay out of the key
-_LATER: dict[str, Any] = {"precision": "float32", "weight_decay": 0.0}
 
 REGULARIZERS = ("none", "weight", "jacobian")
 MODELS = ("cnode", "cnn")
@@ -34,7 +31,7 @@ PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(Hashed):
     """Everything that defines one training run. Units: ``T`` in time, ``lr`` per Adam step, ``rho`` 1/time."""
 
     profile: str = "cpu"  # the profile this config was built from (results/<profile>/)
@@ -131,23 +128,24 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def identity(self) -> dict[str, Any]:
-        """The fields that define the result: all but ``device`` and ``compile`` (where and how fast, not what),
-        the ``jacobian_*`` fields only for Jacobian-regularized runs (no other run reads them, so tuning R_J
-        never invalidates other results), and fields added after results were stored (``precision``,
-        ``weight_decay``) only when not at their defaults, so that older keys stay valid."""
-        return {k: v for k, v in self.to_dict().items()
-                if k not in ("device", "compile") and (self.regularizer == "jacobian" or not k.startswith("jacobian_"))
-                and not (k in _LATER and v == _LATER[k])}
+    #: where and how fast, not what
+    KEPT_OUT: ClassVar[tuple[str, ...]] = ("device", "compile")
+    #: fields added after results were stored, with the default at which they stay out of the key
+    LATER: ClassVar[dict[str, Any]] = {"precision": "float32", "weight_decay": 0.0}
+    KEY_DIGITS: ClassVar[int] = 12
 
-    def key(self) -> str:
-        """Stable 12-hex-digit hash of ``identity()`` plus the store schema versions (``JACOBIAN_SCHEMA`` for R_J
-        runs only)."""
+    def identity(self) -> dict[str, Any]:
+        """The fields that define the result (``Hashed.identity``), the ``jacobian_*`` fields only for
+        Jacobian-regularized runs (no other run reads them, so tuning R_J never invalidates other results)."""
+        return {k: v for k, v in super().identity().items()
+                if self.regularizer == "jacobian" or not k.startswith("jacobian_")}
+
+    def key_payload(self) -> dict[str, Any]:
+        """``identity()`` with the store schema, and ``JACOBIAN_SCHEMA`` for R_J runs only."""
         payload = {**self.identity(), "schema": SCHEMA}
         if self.regularizer == "jacobian":
             payload["jacobian_schema"] = JACOBIAN_SCHEMA
-        text = json.dumps(payload, sort_keys=True, default=repr)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return payload
 
     def label(self) -> str:
         """Short human label, e.g. ``cnode/weight rho=1 seed=0``."""

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
-import hashlib
-import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from cnode.core.perturbations import fgsm, gaussian, pgd, salt_and_pepper
+from cnode.core.settings import Hashed
 
 
 @torch.no_grad()
@@ -51,7 +49,7 @@ def unpack_bits(text: str, n: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class EvalSuite:
+class EvalSuite(Hashed):
     """Every perturbation and level one robustness evaluation applies. Units: ``gaussian_std`` is the noise
     standard deviation on [0, 1] pixels, ``salt_pepper`` the fraction of pixels hit, ``eps`` the L-inf radius on
     [0, 1] pixels. PGD takes ``pgd_steps`` steps of ``pgd_step_ratio * eps / pgd_steps`` (Madry et al.'s 2.5)
@@ -73,12 +71,9 @@ class EvalSuite:
     per_image: bool = False
     noclip: bool = True  # also Gaussian noise without clipping (the authors' script)
 
-    def key(self) -> str:
-        """Stable hash of the suite (results are cached per suite beside each run). Fields added later enter it
-        only when not at their default, so that older suites keep their keys."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if not (k in _LATER and v == _LATER[k])}
-        payload = json.dumps({**fields, "schema": EVAL_SCHEMA}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:10]
+    #: results are cached per suite beside each run (``eval-<key>.json``); fields added later enter the key only
+    #: when not at their default, so that older suites keep their keys
+    LATER: ClassVar[dict[str, Any]] = {"attack_subset": None, "per_image": False, "noclip": True}
 
     def attacked(self) -> int:
         """How many test images the attacks run on."""
@@ -95,9 +90,6 @@ class EvalSuite:
                 f"{self.pgd_restarts} random start(s), cross-entropy loss; noise seed {self.seed}")
 
 
-EVAL_SCHEMA = 1
-#: fields added to ``EvalSuite`` after results were stored, with the default that leaves a key unchanged
-_LATER: dict[str, Any] = {"attack_subset": None, "per_image": False, "noclip": True}
 
 #: ``smoke`` for tests; ``cpu`` for the committed chapter 3; ``sweep`` a few headline levels for the rho sweep
 #: of chapter 4; ``paper`` for the paper-scale grid: noise (clipped only) on all 10 000 test images, the

@@ -10,8 +10,6 @@ beside the run (``cnode.runs.store.load_or_measure``), so re-executing the chapt
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -25,12 +23,11 @@ from cnode.core.contraction import certified_rate, sym_jacobian_dense, sym_jacob
 from cnode.core.lipschitz import conv_spectral_norm, flow_bounds
 from cnode.core.models import ConvNODE
 from cnode.core.perturbations import gaussian, pgd
-
-MECHANISM_SCHEMA = 1
+from cnode.core.settings import Hashed
 
 
 @dataclass(frozen=True)
-class MechanismSettings:
+class MechanismSettings(Hashed):
     """What one mechanism measurement uses. ``images`` first test images; Gaussian noise of std
     ``gaussian_std`` (clipped to [0, 1]); L-inf PGD at ``eps`` (``pgd_steps`` steps of 2.5 eps / steps, the
     suites' attack); ``lanczos_images`` of them for ``lambda_max`` at every step with ``lanczos_iters``
@@ -53,10 +50,6 @@ class MechanismSettings:
         checks.positive("gaussian_std", self.gaussian_std)
         checks.positive("eps", self.eps)
 
-    def key(self) -> str:
-        """Stable hash of the settings (the measurement's file name beside the run)."""
-        payload = json.dumps({**dataclasses.asdict(self), "schema": MECHANISM_SCHEMA}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
 
 #: ``smoke`` for tests, ``paper`` for the chapter (about half a minute per model on 2 CPU cores).

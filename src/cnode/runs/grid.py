@@ -33,6 +33,30 @@ class Task:
     control_levels: int | None = None
     chapters: list[str] = field(default_factory=list)
 
+    def run(self, threads: int, nice: bool = False) -> str:
+        """Do the task, as a worker does it (a grid's pool process, a sweep's submitit job): train (or load, or
+        resume) the run, evaluate it, and where asked take its mechanism measurements (ConvNODEs) and its masking
+        card (with the positive control's); returns the run's label."""
+        import os
+
+        import torch
+
+        from cnode.runs import store
+
+        if nice:
+            os.nice(10)
+        torch.set_num_threads(threads)
+        run = store.load_or_train(self.cfg)
+        if self.suite is not None:
+            store.load_or_evaluate(run, self.suite)
+        if self.mechanism is not None and self.cfg.model == "cnode":
+            store.load_or_measure(run, self.mechanism)
+        if self.audit is not None:
+            store.load_or_audit(run, self.audit)
+            if self.control_levels is not None:
+                store.load_or_audit(run, self.audit, self.control_levels)
+        return self.cfg.label()
+
     def merge(self, other: Task) -> None:
         """Take the tasks ``other`` asks for that this one lacks (a run shared by chapters is trained once)."""
         for name in ("suite", "mechanism", "audit", "control_levels"):
@@ -68,12 +92,9 @@ def _work(args: tuple[dict[str, Any], Task, float, bool, bool]) -> tuple[str, st
         return task.cfg.label(), "skipped", 0.0
     import dataclasses
 
-    from cnode.runs import sweeps
-
     start = time.time()
-    cfg = dataclasses.replace(task.cfg, **overrides)
     try:
-        sweeps.job(cfg.to_dict(), task.suite, 1, nice, task.mechanism, task.audit, task.control_levels)
+        dataclasses.replace(task, cfg=dataclasses.replace(task.cfg, **overrides)).run(1, nice)
     except Exception as exc:  # noqa: BLE001 - one failed run must not stop the grid; reported below
         if strict:
             raise

@@ -43,11 +43,10 @@ class Plan:
 
     def missing(self, root: Path | None = None) -> tuple[list[RunConfig], list[RunConfig]]:
         """(runs not trained, runs not evaluated under ``suite``) in the store at ``root``."""
-        from cnode.core.evaluate import SUITES
-        from cnode.runs.store import run_dir
+        from cnode.runs.store import METRICS, eval_file, run_dir
 
-        untrained = [cfg for cfg in self.runs if not (run_dir(cfg, root) / "metrics.json").exists()]
-        name = f"eval-{SUITES[self.suite].key()}.json" if self.suite else None
+        untrained = [cfg for cfg in self.runs if not (run_dir(cfg, root) / METRICS).exists()]
+        name = eval_file(self.suite) if self.suite else None
         unevaluated = [cfg for cfg in self.runs if name and not (run_dir(cfg, root) / name).exists()]
         return untrained, unevaluated
 
@@ -55,10 +54,9 @@ class Plan:
         """The ConvNODE runs without the plan's mechanism measurements in the store at ``root``."""
         if self.mechanism is None:
             return []
-        from cnode.core.mechanism import MECHANISMS
-        from cnode.runs.store import run_dir
+        from cnode.runs.store import mechanism_file, run_dir
 
-        name = f"mechanism-{MECHANISMS[self.mechanism].key()}.json"
+        name = mechanism_file(self.mechanism)
         return [cfg for cfg in self.runs if cfg.model == "cnode" and not (run_dir(cfg, root) / name).exists()]
 
     def controls(self) -> list[RunConfig]:
@@ -85,6 +83,17 @@ class Plan:
         untrained, unevaluated = self.missing(root)
         keys = {cfg.key() for cfg in untrained + unevaluated + self.unmeasured(root) + self.unaudited(root)}
         return [cfg for cfg in self.runs if cfg.key() in keys]
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as papermill's ``-p`` reads it: int, float, True/False, None (any case), else the
+    string (``python -m cnode train --rho 1``, ``python -m cnode sweep ... -p profile paper``)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
 def _parameter_cell(chapter: str) -> list[ast.AnnAssign]:

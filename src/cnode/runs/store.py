@@ -63,6 +63,22 @@ def run_dir(cfg: RunConfig, root: Path | None = None) -> Path:
     return Path(root or results_dir()) / cfg.profile / cfg.key()
 
 
+#: the file whose presence marks a finished run
+METRICS = "metrics.json"
+
+
+def eval_file(suite_name: str) -> str:
+    """File name of a run's evaluation under the named suite (``core.evaluate.SUITES``), beside the run."""
+    return f"eval-{SUITES[checks.one_of('suite', suite_name, SUITES)].key()}.json"
+
+
+def mechanism_file(settings_name: str) -> str:
+    """File name of a run's mechanism measurements under the named settings (``core.mechanism.MECHANISMS``)."""
+    from cnode.core.mechanism import MECHANISMS
+
+    return f"mechanism-{MECHANISMS[checks.one_of('mechanism', settings_name, MECHANISMS)].key()}.json"
+
+
 def write_atomic(path: Path, payload: bytes) -> None:
     """Write ``payload`` to ``path`` via a temp file in the same folder, fsync, then rename."""
     with atomic_file(path) as fh:
@@ -130,10 +146,10 @@ def _sha256(path: Path) -> str:
 def load(cfg: RunConfig, root: Path | None = None) -> Run | None:
     """The finished run of ``cfg``, or None when it is not in the store."""
     folder = run_dir(cfg, root)
-    if not (folder / "metrics.json").exists():
+    if not (folder / METRICS).exists():
         return None
     _check_config(folder, cfg)
-    metrics = _read_json(folder / "metrics.json")
+    metrics = _read_json(folder / METRICS)
     expected = metrics.get("model_sha256")
     if expected is not None and _sha256(folder / "model.pt") != expected:
         raise StoreError(f"{folder / 'model.pt'} does not match the sha256 in its metrics.json (changed or corrupt);"
@@ -226,7 +242,7 @@ def load_or_evaluate(run: Run, suite_name: str, root: Path | None = None) -> dic
         finally:
             run.model.cpu()
 
-    return _load_or_derive(run, f"eval-{suite.key()}.json", compute)
+    return _load_or_derive(run, eval_file(suite_name), compute)
 
 
 def load_or_measure(run: Run, settings_name: str) -> dict[str, Any]:
@@ -240,7 +256,7 @@ def load_or_measure(run: Run, settings_name: str) -> dict[str, Any]:
         images, labels = data.load(run.cfg.dataset, "test", settings.images)
         return {"mechanism": settings_name, **measure(run.model.cpu(), run.cfg.rho, images, labels, settings)}
 
-    return _load_or_derive(run, f"mechanism-{settings.key()}.json", compute, torch.device("cpu"))
+    return _load_or_derive(run, mechanism_file(settings_name), compute, torch.device("cpu"))
 
 
 def load_or_evaluate_all(cfgs: list[RunConfig], suite_name: str,

@@ -2,7 +2,8 @@
 
 ``python -m cnode sweep 03_robustness -p profile paper --executor local --workers 2`` reads the chapter's plan
 (``cnode.runs.plans``) for the given parameters (papermill's ``-p``/``-y`` syntax, the chapter's own validation),
-skips what the store holds, and runs the rest as jobs: training, then evaluation, one job per run. The store's
+skips what the store holds, and runs the rest as jobs (``grid.Task.run``: training, then evaluation, one job per
+run; the same tasks as ``python -m cnode grid`` for this one chapter). The store's
 per-key lock makes concurrent jobs safe; a job killed mid-run resumes from its checkpoint when the sweep runs again.
 """
 
@@ -17,18 +18,9 @@ from cnode.core import checks
 from cnode.core.config import RunConfig
 from cnode.core.paths import repo_root
 from cnode.runs import plans
+from cnode.runs.grid import tasks
 
 EXECUTORS = ("local", "slurm", "debug")
-
-
-def _papermill_value(text: str) -> Any:
-    """A ``-p`` value as papermill reads it: int, float, True/False, None, else the string."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return {"True": True, "False": False, "None": None}.get(text, text)
 
 
 def resolve(chapter: str, p: list[tuple[str, str]] = (), y: list[tuple[str, str]] = ()) -> dict[str, Any]:
@@ -38,35 +30,10 @@ def resolve(chapter: str, p: list[tuple[str, str]] = (), y: list[tuple[str, str]
 
     namespace: dict[str, Any] = {**plans.chapter_defaults(chapter), "__annotations__": plans.chapter_types(chapter)}
     for name, text in p:
-        namespace[name] = _papermill_value(text)
+        namespace[name] = plans.parse_value(text)
     for name, text in y:
         namespace[name] = yaml.safe_load(text)
     return checks.parameters(namespace)
-
-
-def job(cfg_fields: dict[str, Any], suite: str | None, threads: int, nice: bool, mechanism: str | None = None,
-        audit: str | None = None, control_levels: int | None = None) -> str:
-    """One run, as a worker executes it: train (or load, or resume), evaluate, and, where the plan has them, take
-    the mechanism measurements (ConvNODEs) and the masking card (with the positive control's where
-    ``control_levels`` is given); returns the run's label."""
-    import torch
-
-    from cnode.runs import store
-
-    if nice:
-        os.nice(10)
-    torch.set_num_threads(threads)
-    cfg = RunConfig(**cfg_fields)
-    run = store.load_or_train(cfg)
-    if suite is not None:
-        store.load_or_evaluate(run, suite)
-    if mechanism is not None and cfg.model == "cnode":
-        store.load_or_measure(run, mechanism)
-    if audit is not None:
-        store.load_or_audit(run, audit)
-        if control_levels is not None:
-            store.load_or_audit(run, audit, control_levels)
-    return cfg.label()
 
 
 def estimate_line(plan: plans.Plan, runs: list[RunConfig]) -> str:
@@ -109,14 +76,11 @@ def sweep(plan: plans.Plan, executor: str = "local", workers: int = 1,
     checks.positive_int("timeout_min", timeout_min)
     ex.update_parameters(timeout_min=timeout_min, cpus_per_task=threads, name=f"cnode-{chapter}",
                          **({f"slurm_{k}": v for k, v in (slurm or {}).items()} if executor == "slurm" else {}))
-    pending, running, done = list(missing), [], []
-    controls = {c.key() for c in plan.controls()}
-    with tqdm(total=len(missing), desc=f"{chapter} runs", disable=None) as bar:
+    pending, running, done = tasks([plan]), [], []  # a chapter's sweep is a one-chapter grid
+    with tqdm(total=len(pending), desc=f"{chapter} runs", disable=None) as bar:
         while pending or running:
             while pending and len(running) < workers:
-                cfg = pending.pop(0)
-                running.append(ex.submit(job, cfg.to_dict(), plan.suite, threads, nice, plan.mechanism, plan.audit,
-                                         plan.control_levels if cfg.key() in controls else None))
+                running.append(ex.submit(pending.pop(0).run, threads, nice))
             for j in [j for j in running if j.done()]:
                 done.append(j.result())  # a failed job raises here, with its log folder in the message
                 running.remove(j)

@@ -1,0 +1,40 @@
+"""Chapter 05_cost: the cost chapter at a tiny setting (papermill), asserting on what it glues."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from notebooks import ROOT, smoke_run
+
+from cnode.runs import plans
+
+#: the chapter's tiny parameters (seconds on 2 cores)
+PARAMS = dict(grid_seeds=[0, 1, 2], precision_profile="smoke", precision_seeds=[0], precision_suite="smoke")
+
+
+def check(values: dict, store: Path) -> None:
+    bench = json.loads((ROOT / plans.chapter_defaults("05_cost")["benchmark"]).read_text())  # what the chapter reads
+    targets = bench["targets"]
+    assert values["speedup_ref"] == pytest.approx(targets["speedup_over_reference"], abs=1e-2)
+    assert values["ratio_jac"] == pytest.approx(targets["jacobian_ratio"], abs=1e-2)
+    assert values["err_jac"] == pytest.approx(targets["jacobian_max_rel_error"], abs=1e-3)
+    assert values["default_iters"] == bench["settings"]["jacobian_default_iters"]
+    runs = bench["runs"]
+    assert values["n_runs"] == len(runs) and values["met_weight"].endswith(f"of {len(runs)} runs")
+    ok = sum(r["targets"]["weight_ratio"] <= 1.05 and r["targets"]["weight_q75_ratio"] <= 1.05 for r in runs)
+    assert values["met_weight"] == f"met in {ok} of {len(runs)} runs"
+    assert values["grid_runs"] == 48 and values["grid_train_h"] > 0
+    assert values["pgd_total"] == 4 * bench["pgd"][0]["images"]
+    assert values["pgd_differing"] == sum(r["differing_images"] for r in bench["pgd"] if r["path"] == "new")
+    others = [json.loads(p.read_text()) for p in (ROOT / "benchmarks" / "results").glob("cpu-*.json")]
+    assert values["n_other_runs"] == sum(len(b["runs"]) for b in others) - len(runs)  # every other machine's run
+    assert 0 < values["clean_fp32"] <= 100 and 0 < values["clean_bf16"] <= 100  # the smoke precision runs
+    assert 0 <= values["pgd_fp32"] <= values["clean_fp32"] and 0 <= values["pgd_bf16"] <= values["clean_bf16"]
+    assert values["epoch_fp32"] > 0 and values["epoch_bf16"] > 0
+
+
+@pytest.mark.notebook
+def test_smoke_run(tmp_path: Path, monkeypatch):
+    smoke_run("05_cost", PARAMS, check, tmp_path, monkeypatch)
