@@ -136,3 +136,13 @@ def test_each_shared_behaviour_once_labels_accuracy_and_mean_sd():
     assert np.isnan(accuracy(result, "gaussian", 0.2, default=float("nan")))
     assert mean_sd(0.91234, 0.0041) == "0.912 ± 0.004" and mean_sd(0.5, float("nan")) == "0.500 ± 0.000"
     assert mean_sd(1234.5, 12.0, ".3g") == "1.23e+03 ± 12"
+
+
+def test_the_book_s_cells_are_declared_once():
+    from cnode.book import c06_horizon
+    from cnode.book.tables import CELLS, columns
+
+    assert c03_robustness.SUMMARY_KEYS[("gaussian", 0.2)] == "g2" and c03_robustness.HEADLINES["pgd1"] == ("pgd", 0.1)
+    assert c06_horizon.ACCURACIES["PGD 0.05"] == CELLS["pgd05"] == c08_rho_search.COLUMNS["PGD 0.05"]
+    with pytest.raises(KeyError):
+        columns({"x": "no-such-cell"})

@@ -12,7 +12,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from cnode.book.tables import KIND_NAMES, mean_sd, mean_sd_text, model_name, robustness_frame
+from cnode.book.tables import CELLS, KIND_NAMES, mean_sd, mean_sd_text, model_name, robustness_frame
 from cnode.core.config import RunConfig
 from cnode.runs.plans import Plan, _grid
 
@@ -204,8 +204,7 @@ def comparison_display(compare: pd.DataFrame) -> pd.DataFrame:
 
 #: The levels the intro's summary table shows, (kind, level), with the short keys of their glue names (the intro
 #: pastes ``sum_<dataset>_<level key>_<model key>``).
-SUMMARY_KEYS = {("clean", 0.0): "clean", ("gaussian", 0.2): "g2", ("gaussian", 0.3): "g3", ("salt_pepper", 0.1): "sp1",
-                ("fgsm", 0.1): "fgsm1", ("pgd", 0.05): "pgd05", ("pgd", 0.1): "pgd1"}
+SUMMARY_KEYS = {cell: key for key, cell in CELLS.items()}
 
 
 SUMMARY_LEVELS = list(SUMMARY_KEYS)
@@ -236,8 +235,7 @@ def summary_cells(frame: pd.DataFrame) -> dict[str, str]:
 
 
 #: The cells the robustness chapter discusses in prose: glue-name suffix -> (kind, level).
-HEADLINES = {"clean": ("clean", 0.0), "g2": ("gaussian", 0.2), "g3": ("gaussian", 0.3), "fgsm1": ("fgsm", 0.1),
-             "pgd05": ("pgd", 0.05), "pgd1": ("pgd", 0.1)}
+HEADLINES = {key: CELLS[key] for key in ("clean", "g2", "g3", "fgsm1", "pgd05", "pgd1")}
 
 
 def headlines(compare: pd.DataFrame) -> dict[str, float | str]:

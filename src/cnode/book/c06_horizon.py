@@ -16,15 +16,14 @@ from matplotlib.figure import Figure
 
 from cnode.book import c03_robustness
 from cnode.book.style import _legend_below, _panels
-from cnode.book.tables import accuracy, mean_sd, model_label
+from cnode.book.tables import accuracy, columns, mean_sd, model_label
 from cnode.core import checks, stats
 from cnode.core.config import REGULARIZERS, RunConfig
 from cnode.runs import store
 from cnode.runs.plans import Plan, _seeds
 
 #: the accuracy columns of ``frame``: column -> (kind, level) of the evaluation rows
-ACCURACIES = {"clean": ("clean", 0.0), "gauss 0.2": ("gaussian", 0.2), "gauss 0.3": ("gaussian", 0.3),
-              "PGD 0.05": ("pgd", 0.05), "PGD 0.1": ("pgd", 0.1)}
+ACCURACIES = columns({"clean": "clean", "gauss 0.2": "g2", "gauss 0.3": "g3", "PGD 0.05": "pgd05", "PGD 0.1": "pgd1"})
 
 
 def collect(plan: Plan) -> list[tuple[RunConfig, dict[str, Any], dict[str, Any]]]:

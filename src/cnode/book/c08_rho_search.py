@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnode.book.tables import accuracy, mean_sd_text
+from cnode.book.tables import accuracy, columns, mean_sd_text
 from cnode.core import checks
 from cnode.core.config import RunConfig
 from cnode.core.runtime import machine_id, machine_of
 from cnode.runs.plans import Plan, _seeds
 
 #: The accuracies the search reports per run: column name -> (kind, level) of the evaluation suite.
-COLUMNS = {"clean": ("clean", 0.0), "Gaussian 0.2": ("gaussian", 0.2), "PGD 0.05": ("pgd", 0.05)}
+COLUMNS = columns({"clean": "clean", "Gaussian 0.2": "g2", "PGD 0.05": "pgd05"})
 
 
 def setting_name(cfg: RunConfig) -> str:

@@ -13,6 +13,17 @@ KIND_NAMES = {"clean": "clean", "gaussian": "Gaussian std (clipped)", "gaussian_
               "salt_pepper": "salt-and-pepper fraction", "fgsm": "FGSM eps", "pgd": "PGD eps"}
 
 
+#: The (perturbation, level) cells the book discusses, once, by short key (glue names end in it: sum_mnist_g2_weight)
+CELLS: dict[str, tuple[str, float]] = {"clean": ("clean", 0.0), "g2": ("gaussian", 0.2), "g3": ("gaussian", 0.3),
+                                       "sp1": ("salt_pepper", 0.1), "fgsm1": ("fgsm", 0.1), "pgd05": ("pgd", 0.05),
+                                       "pgd1": ("pgd", 0.1)}
+
+
+def columns(labels: dict[str, str]) -> dict[str, tuple[str, float]]:
+    """A chapter's columns: its display label -> the (kind, level) of the ``CELLS`` key it names."""
+    return {label: CELLS[key] for label, key in labels.items()}
+
+
 def model_label(cfg: RunConfig, with_rho: bool = False, base_T: float | None = None,
                 default_steps: int | None = None) -> str:
     """The one name of a trained model on the page: 'CNN', 'vanilla' or the regularizer ('weight', 'jacobian'),
