@@ -117,9 +117,9 @@ def test_each_machine_has_a_file_and_the_chapter_pools_none(tmp_path: Path):
     (tmp_path / result_name(amd)).write_text(json.dumps(bench))
     (tmp_path / result_name(intel)).write_text(json.dumps({**bench, "machine": intel, "runs": runs[1:]}))
     listed = benchmark.other_machines(tmp_path / result_name(amd))
-    assert listed.to_dict("records") == [{"machine": "Intel(R) Xeon(R) Processor (AVX512), 2 cores, 2 threads, torch 2",
-                                          "date": "d2", "vanilla speedup over the loop": 1.0,
-                                          "weight / vanilla": 2.0, "Jacobian / vanilla": 1.0}]
+    assert listed.to_dict("records") == [{"machine, run": "Intel(R) Xeon(R) Processor (AVX512), 2 threads, d2",
+                                          "vanilla speedup over the loop": 1.0, "weight / vanilla": 2.0,
+                                          "Jacobian / vanilla": 1.0}]
 
 
 def test_cost_chapter_reads_a_fresh_benchmark(quick: Path, tmp_path: Path, monkeypatch):

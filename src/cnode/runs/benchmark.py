@@ -128,9 +128,9 @@ LISTED = {"speedup_over_reference": "vanilla speedup over the loop", "weight_rat
 
 
 def other_machines(path: str | Path) -> pd.DataFrame:
-    """Every other machine benchmarked in the folder of ``path`` (same device kind): its name, and per kept run
-    its date and the ``LISTED`` ratios, one row per run. Listed beside the chapter's machine, never pooled with it:
-    float kernels, caches and cores differ, so do the ratios."""
+    """Every other machine benchmarked in the folder of ``path`` (same device kind): per kept run, the machine's
+    name, threads and the run's date in one cell, and the ``LISTED`` ratios. Listed beside the chapter's machine,
+    never pooled with it: float kernels, caches and cores differ, so do the ratios."""
     path = Path(path) if Path(path).is_absolute() else repo_root() / path
     mine = load_benchmark(path)
     rows = []
@@ -139,7 +139,9 @@ def other_machines(path: str | Path) -> pd.DataFrame:
             continue
         bench = load_benchmark(other)
         for run in machine_runs(bench):
-            m = run["machine"]
-            rows.append({"machine": machine_line({"machine": {**bench["machine"], **m}}).split(", measured")[0],
-                         "date": m["date"], **{col: round(run["targets"][k], 2) for k, col in LISTED.items()}})
-    return pd.DataFrame(rows, columns=["machine", "date", *LISTED.values()])
+            m = {**bench["machine"], **run["machine"]}
+            isa = (m.get("machine") or {}).get("cpu_capability")
+            rows.append({"machine, run": f"{m['device_name']}{f' ({isa})' if isa else ''}, {m['threads']} threads, "
+                                         f"{m['date']}",
+                         **{col: round(run["targets"][k], 2) for k, col in LISTED.items()}})
+    return pd.DataFrame(rows, columns=["machine, run", *LISTED.values()])
