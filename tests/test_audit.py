@@ -3,11 +3,9 @@ and the plain model is not, solver variants keep K(t) piecewise constant, certif
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import torch
 
-from cnode.book.c07_trust import flag_count
 from cnode.core import audit, data
 from cnode.core.config import RunConfig
 from cnode.core.lipschitz import certified_radius, lipschitz_bound
@@ -115,17 +113,5 @@ def test_autoattack_flags_are_summarized_one_line_per_kind():
                                          "Square Attack has decreased the robust accuracy of 30.00%."]
 
 
-def test_flag_count_counts_cards_per_model_not_per_eps():
-    frame = pd.DataFrame({"dataset": ["mnist"] * 6, "model": ["cnn", "cnn", "vanilla", "vanilla", "ctl", "ctl"],
-                          "eps": [0.05, 0.1] * 3, "control": [False] * 4 + [True] * 2,
-                          "verdict": ["masking suspected", "masking suspected", "none found", "none found",
-                                      "masking suspected", "masking suspected"]})
-    assert flag_count(frame) == (1, 2)  # the CNN flagged at two eps is one flagged card; the control is left out
 
 
-def test_the_overstatement_is_pgd20_minus_the_card_minimum():
-    from cnode.book.c07_trust import corrections
-
-    frame = pd.DataFrame({"dataset": ["mnist"] * 2, "model": ["cnn", "vanilla"], "eps": [0.1, 0.1],
-                          "PGD-20": [0.30, 0.02], "card min": [0.25, 0.02], "clean": [0.9, 0.9]})
-    assert corrections(frame)["overstated by"].round(6).tolist() == [0.05, 0.0]

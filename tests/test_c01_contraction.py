@@ -1,4 +1,4 @@
-"""Chapter 01_contraction: the contraction chapter at a tiny setting (papermill), asserting on what it glues."""
+"""Chapter 1 (the contraction conditions): its smoke run through papermill, checked on what it glues, and its rules."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Chapter 02_training: the training chapter at a tiny setting (papermill), asserting on what it glues."""
+"""Chapter 2 (training with each regularizer): its smoke run through papermill, checked on what it glues, and its rules."""
 
 from __future__ import annotations
 

@@ -1,11 +1,20 @@
-"""Chapter 03_robustness: the robustness chapter at a tiny setting (papermill), asserting on what it glues."""
+"""Chapter 3 (robustness to noise and attacks): its smoke run through papermill, checked on what it glues, and its rules."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from notebooks import smoke_run, stored
+
+from cnode.book import c03_robustness
+
+
+def _compare(verdicts: dict[tuple[str, float], str], dataset: str = "mnist") -> pd.DataFrame:
+    return pd.DataFrame([{"dataset": dataset, "kind": k, "level": lvl, "verdict": v}
+                         for (k, lvl), v in verdicts.items()])
+
 
 #: the chapter's tiny parameters (seconds on 2 cores)
 PARAMS = dict(datasets=["mnist"], profile="smoke", seeds=[0], suite="smoke")
@@ -24,3 +33,27 @@ def check(values: dict, store: Path) -> None:
 @pytest.mark.notebook
 def test_smoke_run(tmp_path: Path, monkeypatch):
     smoke_run("03_robustness", PARAMS, check, tmp_path, monkeypatch)
+
+
+def test_verdict_counts_split_noise_from_attacks_and_skip_level_zero():
+    compare = _compare({("clean", 0.0): "higher", ("gaussian", 0.2): "higher", ("salt_pepper", 0.1): "lower",
+                        ("fgsm", 0.0): "higher", ("fgsm", 0.1): "within noise", ("pgd", 0.1): "lower"})
+    assert c03_robustness.verdict_counts(compare, ("gaussian", "salt_pepper")) == (1, 1, 2)
+    assert c03_robustness.verdict_counts(compare, ("fgsm", "pgd")) == (0, 1, 2)
+
+
+def test_the_conclusion_and_the_change_cells_follow_the_verdicts():
+    vanilla = _compare({("gaussian", 0.2): "higher", ("pgd", 0.1): "higher"})
+    cnn = _compare({("gaussian", 0.2): "within noise", ("pgd", 0.1): "lower"})
+    frame = pd.DataFrame([{"dataset": "mnist", "model": m, "kind": k, "level": lvl, "acc": a}
+                          for m, a in (("vanilla", 0.0), ("CNN", 0.07), ("weight rho=1", 0.02))
+                          for k, lvl in (("pgd", 0.1), ("clean", 0.0))])
+    text = c03_robustness.conclusion(vanilla, cnn, frame)
+    assert "higher in 1 and lower in 0 of 1 noise cells, higher in 1 and lower in 0 of 1 attack cells" in text
+    assert "against the CNN it is higher in 0 and lower in 0 of 1 noise cells, higher in 0 and lower in 1" in text
+    assert "no model keeps more than 0.070" in text and "CNN on mnist" in text
+    certificates = pd.DataFrame([{"dataset": "mnist", "regularizer": "weight", "R_W": 0.0, "certified rate": 1.02}])
+    cells = c03_robustness.change_cells("paper", frame, vanilla, cnn, certificates)
+    assert cells["chg_paper_mnist_clean"].startswith("vanilla 0.000, CNN 0.070")
+    assert cells["chg_paper_mnist_cnn"] == "noise: higher 0, lower 0 of 1; attacks: higher 0, lower 1 of 1"
+    assert cells["chg_paper_mnist_rw"] == "R_W 0, certified rate 1.02"

@@ -1,11 +1,14 @@
-"""Chapter 04_rho_sweep: the rho sweep at a tiny setting (papermill), asserting on what it glues."""
+"""Chapter 4 (accuracy against the rate): its smoke run through papermill, checked on what it glues, and its rules."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from notebooks import smoke_run
+
+from cnode.book import c04_rho_sweep
 
 #: the chapter's tiny parameters (seconds on 2 cores)
 PARAMS = dict(datasets=["mnist"], profile="smoke", seeds=[0], rhos=[0.5, 2.0], suite="smoke")
@@ -25,3 +28,12 @@ def check(values: dict, store: Path) -> None:
 @pytest.mark.notebook
 def test_smoke_run(tmp_path: Path, monkeypatch):
     smoke_run("04_rho_sweep", PARAMS, check, tmp_path, monkeypatch)
+
+
+def test_the_hinge_reads_a_parameter_difference_only_between_runs_of_one_machine():
+
+    pairs = pd.DataFrame({"max_param_difference": [0.0, 2.5, 3.0], "same machine": ["unknown", "yes", "unknown"]})
+    text = c04_rho_sweep.identical_pairs(pairs)
+    assert text.startswith("Of the 3 pairs, 1 are bitwise identical; the others differ by at most 3")
+    assert "(1 of them trained on one machine" in text and "for 1 of them the machine was not recorded" in text
+    assert c04_rho_sweep.identical_pairs(pairs.iloc[:1]) == "Of the 1 pairs, 1 are bitwise identical."

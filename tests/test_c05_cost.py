@@ -1,4 +1,4 @@
-"""Chapter 05_cost: the cost chapter at a tiny setting (papermill), asserting on what it glues."""
+"""Chapter 5 (the cost ledger): its smoke run through papermill, checked on what it glues, and its rules."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from notebooks import ROOT, smoke_run
 
+from cnode.book import c05_cost, registry
 from cnode.runs import plans
 
 #: the chapter's tiny parameters (seconds on 2 cores)
@@ -38,3 +39,16 @@ def check(values: dict, store: Path) -> None:
 @pytest.mark.notebook
 def test_smoke_run(tmp_path: Path, monkeypatch):
     smoke_run("05_cost", PARAMS, check, tmp_path, monkeypatch)
+
+
+def test_the_ledger_counts_a_shared_run_once_and_reads_its_own_seconds(tmp_path, monkeypatch):
+    from cnode.runs import store
+
+    monkeypatch.setenv("CNODE_RESULTS", str(tmp_path))
+    plan3 = registry.plan("03_robustness", {"profile": "smoke", "suite": "smoke", "seeds": [0], "datasets": ["mnist"]})
+    plan4 = registry.plan("04_rho_sweep", {"profile": "smoke", "suite": "smoke", "seeds": [0], "datasets": ["mnist"]})
+    run = store.load_or_train(plan3.runs[0])  # the vanilla CNODE, in both plans
+    took = c05_cost.ledger([plan3, plan4])
+    assert list(took.index) == [("03_robustness", "cpu")]
+    assert took.loc[("03_robustness", "cpu"), "runs"] == 1 and took["eval_h"].sum() == 0
+    assert took["train_h"].sum() == pytest.approx(sum(r["seconds"] for r in run.metrics["history"]) / 3600)

@@ -1,4 +1,4 @@
-"""Chapter 06_horizon: the horizon chapter at a tiny setting (papermill), asserting on what it glues."""
+"""Chapter 6 (the horizon): its smoke run through papermill, checked on what it glues, and its rules."""
 
 from __future__ import annotations
 

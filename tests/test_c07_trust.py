@@ -1,12 +1,14 @@
-"""Chapter 7 (certificates and the masking audit) at a tiny setting through papermill: what it glues."""
+"""Chapter 7 (certificates and the masking audit): its smoke run through papermill, checked on what it glues, and its rules."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from notebooks import smoke_run, stored
 
+from cnode.book.c07_trust import flag_count
 from cnode.core import audit
 from cnode.core.audit import AUDITS
 
@@ -32,3 +34,19 @@ def check(values: dict, store: Path) -> None:
 @pytest.mark.notebook
 def test_smoke_run(tmp_path: Path, monkeypatch):
     smoke_run("07_trust", PARAMS, check, tmp_path, monkeypatch)
+
+
+def test_flag_count_counts_cards_per_model_not_per_eps():
+    frame = pd.DataFrame({"dataset": ["mnist"] * 6, "model": ["cnn", "cnn", "vanilla", "vanilla", "ctl", "ctl"],
+                          "eps": [0.05, 0.1] * 3, "control": [False] * 4 + [True] * 2,
+                          "verdict": ["masking suspected", "masking suspected", "none found", "none found",
+                                      "masking suspected", "masking suspected"]})
+    assert flag_count(frame) == (1, 2)  # the CNN flagged at two eps is one flagged card; the control is left out
+
+
+def test_the_overstatement_is_pgd20_minus_the_card_minimum():
+    from cnode.book.c07_trust import corrections
+
+    frame = pd.DataFrame({"dataset": ["mnist"] * 2, "model": ["cnn", "vanilla"], "eps": [0.1, 0.1],
+                          "PGD-20": [0.30, 0.02], "card min": [0.25, 0.02], "clean": [0.9, 0.9]})
+    assert corrections(frame)["overstated by"].round(6).tolist() == [0.05, 0.0]
