@@ -1,4 +1,4 @@
-"""Chapter 1 (the contraction conditions): its smoke run through papermill, checked on what it glues, and its rules."""
+"""Chapter 1 (the contraction conditions): its smoke run (papermill), what it glues, its rules."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Chapter 3 (robustness to noise and attacks): its smoke run through papermill, checked on what it glues, and its rules."""
+"""Chapter 3 (robustness to noise and attacks): its smoke run (papermill), what it glues, its rules."""
 
 from __future__ import annotations
 

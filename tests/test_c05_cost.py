@@ -1,4 +1,4 @@
-"""Chapter 5 (the cost ledger): its smoke run through papermill, checked on what it glues, and its rules."""
+"""Chapter 5 (the cost ledger): its smoke run (papermill), what it glues, its rules."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Chapter 6 (the horizon): its smoke run through papermill, checked on what it glues, and its rules."""
+"""Chapter 6 (the horizon): its smoke run (papermill), what it glues, its rules."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Chapter 7 (certificates and the masking audit): its smoke run through papermill, checked on what it glues, and its rules."""
+"""Chapter 7 (certificates and the masking audit): its smoke run (papermill), what it glues, its rules."""
 
 from __future__ import annotations
 
