@@ -50,3 +50,61 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
         verdict = "lower"
     return {"diff": diff, "lo": lo, "hi": hi, "per_seed": per_seed,
             "seed_sd": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0, "n": n, "verdict": verdict}
+
+
+def seed_interval(per_seed: list[float] | np.ndarray, level: float = 0.95) -> dict[str, Any]:
+    """A comparison of two training recipes from their per-seed differences (each seed's difference of the two
+    recipes' accuracies on the same images): the mean, its t-interval on ``seeds - 1`` degrees of freedom (eq.
+    ``seed-t``), and the p-value of "mean difference = 0". The seeds are the replicates of a recipe, so this
+    interval includes training's variance, which a per-image interval conditioned on the trained models omits.
+    Needs at least two seeds."""
+    from scipy.stats import t as student
+
+    d = np.asarray(per_seed, dtype=float)
+    if d.ndim != 1 or d.size < 2:
+        raise ValueError(f"a seed-level interval needs at least 2 per-seed differences, got {d.size}")
+    mean, sem = float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size))
+    df = d.size - 1
+    half = float(student.ppf(0.5 + level / 2, df)) * sem
+    p = 1.0 if sem == 0 and mean == 0 else 0.0 if sem == 0 else float(2 * student.sf(abs(mean) / sem, df))
+    return {"diff": mean, "lo": mean - half, "hi": mean + half, "p": p, "seeds": int(d.size), "df": df}
+
+
+def holm(p_values: list[float], alpha: float = 0.05) -> list[bool]:
+    """Holm's step-down correction (controls the family-wise error at ``alpha`` over the declared comparisons of
+    one table): which null hypotheses are rejected, in the input's order."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    rejected = [False] * len(p_values)
+    for rank, i in enumerate(order):
+        if p_values[i] > alpha / (len(p_values) - rank):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def seed_verdicts(per_seed: list[list[float]], alpha: float = 0.05) -> list[dict[str, Any]]:
+    """The book's rule for a table of recipe comparisons, declared before the numbers: each comparison's
+    ``seed_interval``, and "higher" or "lower" only when Holm's correction over the table rejects "no
+    difference" (the interval at the corrected level then excludes 0), else "within noise"."""
+    found = [seed_interval(d) for d in per_seed]
+    rejected = holm([f["p"] for f in found], alpha)
+    for f, r in zip(found, rejected, strict=True):
+        f["verdict"] = ("higher" if f["diff"] > 0 else "lower") if r else "within noise"
+    return found
+
+
+def log_slope(rhos: list[float], values: list[float], level: float = 0.95) -> dict[str, Any]:
+    """Whether a quantity depends on rho: the least-squares slope of ``values`` against log10(rho) over every
+    seed's point, its ``level`` interval (t on n - 2 degrees of freedom) and a verdict ("rises", "falls" when the
+    interval excludes 0, else "flat within noise")."""
+    from scipy.stats import linregress
+    from scipy.stats import t as student
+
+    x, y = np.log10(np.asarray(rhos, dtype=float)), np.asarray(values, dtype=float)
+    if x.size < 3 or np.ptp(x) == 0:
+        raise ValueError("a slope against log rho needs at least 3 points at 2 or more rates")
+    fit = linregress(x, y)
+    half = float(student.ppf(0.5 + level / 2, x.size - 2)) * fit.stderr
+    lo, hi = fit.slope - half, fit.slope + half
+    verdict = "rises" if lo > 0 else "falls" if hi < 0 else "flat within noise"
+    return {"slope": float(fit.slope), "lo": float(lo), "hi": float(hi), "n": int(x.size), "verdict": verdict}
