@@ -85,16 +85,16 @@ def tasks(grid: Iterable[Plan], with_mechanism: bool = True, longest_first: bool
         t.cfg.profile).steps))
 
 
-def _work(args: tuple[dict[str, Any], Task, float, bool, bool]) -> tuple[str, str, float]:
+def _work(args: tuple[dict[str, Any], Task, float, bool, bool, int]) -> tuple[str, str, float]:
     """One task in a worker: (label, "done" | "skipped" | error line, seconds)."""
-    overrides, task, deadline, strict, nice = args
+    overrides, task, deadline, strict, nice, threads = args
     if time.time() > deadline:
         return task.cfg.label(), "skipped", 0.0
     import dataclasses
 
     start = time.time()
     try:
-        dataclasses.replace(task, cfg=dataclasses.replace(task.cfg, **overrides)).run(1, nice)
+        dataclasses.replace(task, cfg=dataclasses.replace(task.cfg, **overrides)).run(threads, nice)
     except Exception as exc:  # noqa: BLE001 - one failed run must not stop the grid; reported below
         if strict:
             raise
@@ -103,31 +103,42 @@ def _work(args: tuple[dict[str, Any], Task, float, bool, bool]) -> tuple[str, st
 
 
 def run(found: list[Task], workers: int, deadline_s: float, overrides: dict[str, Any] | None = None,
-        strict: bool = False, nice: bool = False) -> list[tuple[str, str, float]]:
-    """Run ``found`` with ``workers`` processes (spawned, one torch thread each); no task starts after
-    ``deadline_s`` seconds, and tasks still running ``60 s`` later are stopped (their checkpoints stay)."""
+        strict: bool = False, nice: bool = False, threads: int = 1) -> list[tuple[str, str, float]]:
+    """Run ``found`` with a pool of ``workers`` processes (spawned, ``threads`` torch threads each): the local
+    executor of both ``python -m cnode grid`` and ``cnode sweep``. No task starts after ``deadline_s`` seconds,
+    and tasks still running ``60 s`` later are stopped (their checkpoints stay). A task that fails is an error
+    line, or with ``strict`` an exception, as is a worker that died (killed: its checkpoint resumes next time)."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
     deadline = time.time() + deadline_s
-    jobs = [(overrides or {}, task, deadline, strict, nice) for task in found]
     out: list[tuple[str, str, float]] = []
-    ctx = mp.get_context("spawn")
-    pool = ctx.Pool(workers, initializer=_init_worker)
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
     try:
-        pending = pool.imap_unordered(_work, jobs)
-        while len(out) < len(jobs):
-            try:
-                item = pending.next(timeout=max(1.0, deadline + 60 - time.time()))
-            except mp.TimeoutError:
-                print(f"grid: deadline passed, stopping {len(jobs) - len(out)} unfinished task(s)", flush=True)
+        futures = {pool.submit(_work, (overrides or {}, task, deadline, strict, nice, threads)): task for task in found}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=max(1.0, deadline + 60 - time.time()), return_when=FIRST_COMPLETED)
+            if not done:
+                print(f"grid: deadline passed, stopping {len(pending)} unfinished task(s)", flush=True)
                 break
-            out.append(item)
-            print(f"grid: {len(out)}/{len(jobs)} {item[0]}: {item[1]} ({item[2]:.0f} s)", flush=True)
+            for future in done:
+                try:
+                    item = future.result()
+                except BrokenProcessPool as exc:
+                    if strict:
+                        raise
+                    item = (futures[future].cfg.label(), f"error: a worker died ({exc})", 0.0)
+                out.append(item)
+                print(f"grid: {len(out)}/{len(found)} {item[0]}: {item[1]} ({item[2]:.0f} s)", flush=True)
     finally:
-        pool.terminate()
-        pool.join()
+        for process in list(getattr(pool, "_processes", {}).values()):  # stop what still runs, at once
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
     return out
 
 
 def _init_worker() -> None:
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # until the task sets its own

@@ -1,10 +1,10 @@
-"""Sweeps: a chapter's grid trained and evaluated outside its notebook, through submitit.
+"""Sweeps: a chapter's plan trained and evaluated outside its notebook, as a one-chapter grid.
 
 ``python -m cnode sweep 03_robustness -p profile paper --executor local --workers 2`` reads the chapter's plan
-(``cnode.runs.plans``) for the given parameters (papermill's ``-p``/``-y`` syntax, the chapter's own validation),
-skips what the store holds, and runs the rest as jobs (``grid.Task.run``: training, then evaluation, one job per
-run; the same tasks as ``python -m cnode grid`` for this one chapter). The store's
-per-key lock makes concurrent jobs safe; a job killed mid-run resumes from its checkpoint when the sweep runs again.
+for the given parameters (papermill's ``-p``/``-y`` syntax, the chapter's own validation), skips what the store
+holds, and runs the rest as ``grid.Task``s (train, evaluate, measure, audit: one job per run): locally in the
+grid's pool of processes, on SLURM or in-process (``debug``) through submitit. The store's per-key lock makes
+concurrent jobs safe; a job killed mid-run resumes from its checkpoint when the sweep runs again.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from cnode.core import checks
 from cnode.core.config import RunConfig
 from cnode.core.paths import repo_root
 from cnode.runs import plans
-from cnode.runs.grid import tasks
+from cnode.runs.grid import run, tasks
 
 EXECUTORS = ("local", "slurm", "debug")
 
@@ -54,8 +54,9 @@ def estimate_line(plan: plans.Plan, runs: list[RunConfig]) -> str:
 def sweep(plan: plans.Plan, executor: str = "local", workers: int = 1,
           threads: int | None = None, nice: bool = False, dry_run: bool = False, log_dir: Path | None = None,
           slurm: dict[str, Any] | None = None, timeout_min: int = 24 * 60, poll_s: float = 0.5) -> list[str]:
-    """Run the chapter's missing runs; returns the labels of the runs done. At most ``workers`` jobs at a time,
-    on every executor (submitit's local executor would start them all at once), ``threads`` torch threads each
+    """Run the chapter's missing runs; returns the labels of the runs done. Executors: ``local``, the grid's pool
+    of processes (``grid.run``); ``slurm`` and ``debug`` (in-process), through submitit. At most ``workers`` jobs
+    at a time on every executor, ``threads`` torch threads each
     (default: cores / workers), ``timeout_min`` minutes each (submitit's local default is minutes). ``slurm``:
     submitit's ``slurm_*`` parameters without the prefix (partition, gpus_per_node, ...)."""
     from tqdm import tqdm
@@ -68,12 +69,15 @@ def sweep(plan: plans.Plan, executor: str = "local", workers: int = 1,
           f" (suite {plan.suite}); {estimate_line(plan, missing)}")
     if dry_run or not missing:
         return []
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    checks.positive_int("timeout_min", timeout_min)
+    if executor == "local":  # the grid's pool: a chapter's sweep is a one-chapter grid
+        found = run(tasks([plan]), workers, 60 * timeout_min, strict=True, nice=nice, threads=threads)
+        return [label for label, status, _ in found if status == "done"]
     import submitit
 
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
     folder = log_dir or repo_root() / "results" / "sweep-logs" / "%j"
     ex = submitit.AutoExecutor(folder=folder, cluster=executor)
-    checks.positive_int("timeout_min", timeout_min)
     ex.update_parameters(timeout_min=timeout_min, cpus_per_task=threads, name=f"cnode-{chapter}",
                          **({f"slurm_{k}": v for k, v in (slurm or {}).items()} if executor == "slurm" else {}))
     pending, running, done = tasks([plan]), [], []  # a chapter's sweep is a one-chapter grid
