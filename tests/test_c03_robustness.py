@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 from notebooks import smoke_run, stored
 
 from cnode.book import c03_robustness
@@ -57,3 +59,23 @@ def test_the_conclusion_and_the_change_cells_follow_the_verdicts():
     assert cells["chg_paper_mnist_clean"].startswith("vanilla 0.000, CNN 0.070")
     assert cells["chg_paper_mnist_cnn"] == "noise: higher 0, lower 0 of 1; attacks: higher 0, lower 1 of 1"
     assert cells["chg_paper_mnist_rw"] == "R_W 0, certified rate 1.02"
+
+
+def test_a_clean_difference_is_computed_on_the_images_of_the_accuracies_beside_it():
+    """The clean accuracy is over all n test images, so the paired clean difference is too (it was once taken on
+    the attacked subset only: +0.019 printed beside accuracies whose difference was +0.014)."""
+    from cnode.core.config import RunConfig
+    from cnode.core.evaluate import pack_bits
+
+    n, attacked = 10, 4
+    def result(correct: list[bool]) -> dict:
+        return {"clean": float(np.mean(correct)), "n": n, "n_attacked": attacked,
+                "clean_correct": pack_bits(torch.tensor(correct)), "rows": []}
+
+    vanilla = [True] * 4 + [False] * 6  # 0.4 on all 10, 1.0 on the first 4
+    weight = [True] * 4 + [True] * 3 + [False] * 3  # 0.7 on all 10, 1.0 on the first 4
+    assert len(c03_robustness.outcomes(result(vanilla), "clean", 0.0)) == n
+    runs = [(RunConfig.from_profile("smoke", regularizer="none", seed=s), result(vanilla)) for s in (0, 1)]
+    runs += [(RunConfig.from_profile("smoke", regularizer="weight", seed=s), result(weight)) for s in (0, 1)]
+    row = c03_robustness.paired_comparison(runs).iloc[0]
+    assert row["difference"] == pytest.approx(row["its accuracy"] - row["vanilla"]) == pytest.approx(0.3)

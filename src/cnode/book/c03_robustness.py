@@ -82,12 +82,14 @@ def comparison(frame: pd.DataFrame, baseline: str = "vanilla") -> pd.DataFrame:
 
 
 def outcomes(result: dict[str, Any], kind: str, level: float) -> np.ndarray | None:
-    """Per-image outcomes of one evaluation row (clean: on the attacked images), or None without them."""
+    """Per-image outcomes of one evaluation row, on the images its accuracy was computed on (clean and noise: all
+    ``n`` test images; attacks: the first ``n_attacked``), or None without them: a difference is computed on the
+    images of the accuracies printed beside it."""
     from cnode.core.evaluate import unpack_bits
 
     if kind == "clean":
         bits = result.get("clean_correct")
-        return None if bits is None else unpack_bits(bits, result["n"])[:result["n_attacked"]]
+        return None if bits is None else unpack_bits(bits, result["n"])
     row = next((r for r in result["rows"] if r["kind"] == kind and np.isclose(r["level"], level)), None)
     return None if row is None or "correct" not in row else unpack_bits(row["correct"], row["n"])
 
