@@ -14,13 +14,13 @@ from matplotlib.figure import Figure
 
 from cnode.book.tables import CELLS, KIND_NAMES, mean_sd, mean_sd_text, model_name, robustness_frame
 from cnode.core.config import RunConfig
-from cnode.runs.plans import Plan, _grid
+from cnode.runs.plans import Plan, model_grid
 
 
 def robustness_runs(profile: str, datasets: list[str], seeds: list[int], rhos: list[float],
                     device: str = "auto") -> list[RunConfig]:
     """Chapter 3: per dataset and seed, the vanilla CNODE, the CNN baseline, and both regularizers per rho."""
-    return _grid(profile, datasets, seeds, rhos, device, with_cnn=True)
+    return model_grid(profile, datasets, seeds, rhos, device, with_cnn=True)
 
 
 def level_order(frame: pd.DataFrame) -> pd.DataFrame:

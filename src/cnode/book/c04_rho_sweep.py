@@ -20,7 +20,7 @@ from cnode.book.tables import KIND_NAMES, mean_sd_text
 from cnode.core.config import RunConfig
 from cnode.core.runtime import machine_of, same_machine
 from cnode.runs import store
-from cnode.runs.plans import Plan, _grid
+from cnode.runs.plans import Plan, model_grid
 
 
 def evidence(cfgs: list[RunConfig]) -> pd.DataFrame:
@@ -121,7 +121,7 @@ def story(hinge: pd.DataFrame, certificates: pd.DataFrame, trends: dict[str, pd.
 def sweep_runs(profile: str, datasets: list[str], seeds: list[int], rhos: list[float],
                device: str = "auto") -> list[RunConfig]:
     """Chapter 4: both regularizers at every rho, plus the vanilla CNODE (its mean is the plots' reference)."""
-    return _grid(profile, datasets, seeds, rhos, device, with_cnn=False)
+    return model_grid(profile, datasets, seeds, rhos, device, with_cnn=False)
 
 
 def sweep_table(frame: pd.DataFrame, certificates: pd.DataFrame, picks: list[tuple[str, float]]) -> pd.DataFrame:

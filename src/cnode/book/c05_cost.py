@@ -20,7 +20,7 @@ from cnode.core import checks
 from cnode.core.config import REGULARIZERS, RunConfig
 from cnode.runs import store
 from cnode.runs.benchmark import epoch_steps, machine_runs, run_hours
-from cnode.runs.plans import Plan, _seeds
+from cnode.runs.plans import Plan, checked_seeds
 
 
 def verdict(value: float, limit: float, at_most: bool = True) -> str:
@@ -255,7 +255,7 @@ def precision_runs(profile: str, dataset: str, regularizer: str, rho: float, see
     """Chapter 5: one configuration trained in float32 (the default) and with bfloat16 autocast, per seed."""
     checks.one_of("regularizer", regularizer, REGULARIZERS)
     return {precision: [RunConfig.from_profile(profile, dataset=dataset, regularizer=regularizer, rho=rho, seed=seed,
-                                               device=device, precision=precision) for seed in _seeds(seeds)]
+                                               device=device, precision=precision) for seed in checked_seeds(seeds)]
             for precision in ("float32", "bfloat16")}
 
 

@@ -15,12 +15,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cnode.book import c03_robustness
-from cnode.book.style import _legend_below, _panels
+from cnode.book.style import gain_panels, legend_below
 from cnode.book.tables import accuracy, columns, mean_sd, model_label
 from cnode.core import checks, stats
 from cnode.core.config import REGULARIZERS, RunConfig
 from cnode.runs import store
-from cnode.runs.plans import Plan, _seeds
+from cnode.runs.plans import Plan, checked_seeds
 
 #: the accuracy columns of ``frame``: column -> (kind, level) of the evaluation rows
 ACCURACIES = columns({"clean": "clean", "gauss 0.2": "g2", "gauss 0.3": "g3", "PGD 0.05": "pgd05", "PGD 0.1": "pgd1"})
@@ -207,14 +207,14 @@ def horizon_runs(profile: str, datasets: list[str], seeds: list[int], horizons: 
     main, decay = [], []
     for T in horizons:
         for dataset in datasets:
-            for seed in _seeds(seeds):
+            for seed in checked_seeds(seeds):
                 common = dict(dataset=dataset, seed=seed, device=device, T=T)
                 main.append(RunConfig.from_profile(profile, **common))
                 main += [RunConfig.from_profile(profile, regularizer=reg, rho=rho, **common)
                          for reg in ("weight", "jacobian")]
                 decay.append(RunConfig.from_profile(profile, weight_decay=weight_decay, **common))
     fine = [RunConfig.from_profile(profile, dataset=fine_dataset, regularizer=fine_regularizer, rho=rho, seed=seed,
-                                   T=fine_T, steps=fine_steps, device=device) for seed in _seeds(seeds)]
+                                   T=fine_T, steps=fine_steps, device=device) for seed in checked_seeds(seeds)]
     return {"main": main, "fine": fine, "decay": decay}
 
 
@@ -222,7 +222,7 @@ def flow_gain_figure(data: pd.DataFrame) -> Figure:
     """Chapter 6: the measured median flow gain under each model's own PGD perturbation (one dot per seed)
     against three predictions: exp(-rho T) (dashed), exp(-h sum rate_k) from the certified rates (down
     triangles) and the product of the Euler step bounds (up triangles, guaranteed). Log axis; 1 is no change."""
-    fig, panels = _panels(data)
+    fig, panels = gain_panels(data)
     for ax, dataset, T, part in panels:
         models = list(dict.fromkeys(part["model"]))
         x = {m: i for i, m in enumerate(models)}
@@ -237,13 +237,13 @@ def flow_gain_figure(data: pd.DataFrame) -> Figure:
         ax.set_xticks(range(len(models)), models, rotation=30, ha="right", fontsize="x-small")
         ax.set_title(f"{dataset}, T = {T:g}", fontsize="small")
         ax.set_ylabel("flow gain")
-    return _legend_below(fig, panels[0][0], 4)
+    return legend_below(fig, panels[0][0], 4)
 
 
 def gain_parts_figure(data: pd.DataFrame) -> Figure:
     """Chapter 6: median gains of the input layer, the flow and the head under each model's own PGD
     perturbation (means over seeds), per model. Log axis: the total gain is their product."""
-    fig, panels = _panels(data)
+    fig, panels = gain_panels(data)
     parts = ["input gain (PGD)", "flow gain (PGD)", "head gain (PGD)"]
     for ax, dataset, T, part in panels:
         means = part.groupby("model", sort=False)[parts].mean()
@@ -255,7 +255,7 @@ def gain_parts_figure(data: pd.DataFrame) -> Figure:
         ax.set_xticks(range(len(means)), list(means.index), rotation=30, ha="right", fontsize="x-small")
         ax.set_title(f"{dataset}, T = {T:g}", fontsize="small")
         ax.set_ylabel("gain")
-    return _legend_below(fig, panels[0][0], 3)
+    return legend_below(fig, panels[0][0], 3)
 
 
 def plan(p: Mapping[str, Any]) -> Plan:

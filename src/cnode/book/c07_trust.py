@@ -17,12 +17,12 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from cnode.book.glue import Md, Table
-from cnode.book.style import PALETTE, _legend_below
+from cnode.book.style import PALETTE, legend_below
 from cnode.book.tables import model_label
 from cnode.core import audit, checks
 from cnode.core.config import RunConfig
 from cnode.runs import store
-from cnode.runs.plans import Plan, _seeds
+from cnode.runs.plans import Plan, checked_seeds
 
 #: attack columns of the card table, in the order the chapter shows them
 ATTACKS = {"pgd20": "PGD-20", "pgd_strong": "PGD-100×5", "autoattack": "AutoAttack",
@@ -177,7 +177,7 @@ def trust_runs(profile: str, datasets: list[str], seeds: list[int], rho: float, 
     checks.positive("long_T", long_T)
     runs = []
     for dataset in datasets:
-        for seed in _seeds(seeds):
+        for seed in checked_seeds(seeds):
             common = dict(dataset=dataset, seed=seed, device=device)
             runs += [RunConfig.from_profile(profile, **common), RunConfig.from_profile(profile, model="cnn", **common)]
             runs += [RunConfig.from_profile(profile, regularizer=reg, rho=rho, **common)
@@ -204,7 +204,7 @@ def certified_figure(frame: pd.DataFrame) -> Figure:
         ax.set_title(dataset, fontsize="small")
         ax.set_xlabel("L2 radius on [0, 1] pixels")
         ax.set_ylabel("accuracy")
-    return _legend_below(fig, axes[0][0], 2)
+    return legend_below(fig, axes[0][0], 2)
 
 
 def plan(p: Mapping[str, Any]) -> Plan:

@@ -20,7 +20,7 @@ from cnode.book.tables import accuracy, columns, mean_sd_text
 from cnode.core import checks
 from cnode.core.config import RunConfig
 from cnode.core.runtime import machine_id, machine_of
-from cnode.runs.plans import Plan, _seeds
+from cnode.runs.plans import Plan, checked_seeds
 
 #: The accuracies the search reports per run: column name -> (kind, level) of the evaluation suite.
 COLUMNS = columns({"clean": "clean", "Gaussian 0.2": "g2", "PGD 0.05": "pgd05"})
@@ -181,7 +181,7 @@ def rho_search_runs(profile: str, dataset: str, seeds: list[int], rhos: list[flo
             for rho in values:
                 checks.positive("rho", rho)
                 for reg in ("weight", "jacobian"):
-                    for seed in _seeds(seeds):
+                    for seed in checked_seeds(seeds):
                         extra = {} if T is None else {"T": T}
                         runs.append(RunConfig.from_profile(profile, dataset=dataset, regularizer=reg, rho=rho,
                                                            gamma=gamma, seed=seed, device=device, **extra))

@@ -62,7 +62,7 @@ def shown(data: np.ndarray | pd.DataFrame, digits: int = SHOWN_DIGITS) -> np.nda
 
 
 
-def _panels(data: pd.DataFrame) -> tuple[Figure, list[tuple[object, str, float, pd.DataFrame]]]:
+def gain_panels(data: pd.DataFrame) -> tuple[Figure, list[tuple[object, str, float, pd.DataFrame]]]:
     """One panel per (dataset, T) of ``data``: rows datasets, columns horizons."""
     datasets, horizons = list(dict.fromkeys(data["dataset"])), sorted(data["T"].unique())
     fig, axes = plt.subplots(len(datasets), len(horizons), figsize=(3.6 * len(horizons), 3.0 * len(datasets)),
@@ -71,7 +71,7 @@ def _panels(data: pd.DataFrame) -> tuple[Figure, list[tuple[object, str, float, 
                  for r, d in enumerate(datasets) for c, T in enumerate(horizons)]
 
 
-def _legend_below(fig: Figure, ax: object, columns: int) -> Figure:
+def legend_below(fig: Figure, ax: object, columns: int) -> Figure:
     """One legend for the figure, from ``ax``'s entries, centred below the panels."""
     handles, labels = ax.get_legend_handles_labels()
     rows = -(-len(labels) // columns)

@@ -138,7 +138,8 @@ def require(found: Plan, params: Mapping[str, Any] | None = None) -> Plan:
     return found
 
 
-def _seeds(seeds: list[int]) -> list[int]:
+def checked_seeds(seeds: list[int]) -> list[int]:
+    """``seeds`` as a list, once each is a nonnegative integer and there is at least one (a chapter's plan)."""
     if not seeds:
         raise ValueError("seeds must be a non-empty list of integers, got []")
     for seed in seeds:
@@ -146,12 +147,12 @@ def _seeds(seeds: list[int]) -> list[int]:
     return list(seeds)
 
 
-def _grid(profile: str, datasets: list[str], seeds: list[int], rhos: list[float], device: str,
-          with_cnn: bool) -> list[RunConfig]:
+def model_grid(profile: str, datasets: list[str], seeds: list[int], rhos: list[float], device: str,
+               with_cnn: bool) -> list[RunConfig]:
     """Per dataset and seed: the vanilla CNODE, optionally the CNN baseline, and both regularizers per rho."""
     runs = []
     for dataset in datasets:
-        for seed in _seeds(seeds):
+        for seed in checked_seeds(seeds):
             common = dict(dataset=dataset, seed=seed, device=device)
             runs.append(RunConfig.from_profile(profile, **common))
             if with_cnn:
