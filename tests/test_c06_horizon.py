@@ -27,3 +27,29 @@ def check(values: dict, store: Path) -> None:
 @pytest.mark.notebook
 def test_smoke_run(tmp_path: Path, monkeypatch):
     smoke_run("06_horizon", PARAMS, check, tmp_path, monkeypatch)
+
+
+def _rule_inputs(robust: str, flow: float, total: float):
+    import pandas as pd
+
+    gains = {"input gain (PGD)": 1.0, "head gain (PGD)": 1.0}
+    data = pd.DataFrame([{"dataset": "mnist", "T": 1.0, "model": "vanilla", **gains, "flow gain (PGD)": 1.0,
+                          "total gain (PGD)": 1.0},
+                         {"dataset": "mnist", "T": 1.0, "model": "weight", **gains, "flow gain (PGD)": flow,
+                          "total gain (PGD)": total}])
+    compare = pd.DataFrame([{"dataset": "mnist", "T": 1.0, "model": "weight", "accuracy": "PGD 0.05",
+                             "diff": 0.2, "lo": 0.1, "hi": 0.3, "verdict": robust}])
+    return data, compare
+
+
+@pytest.mark.parametrize("robust, flow, total, answer", [
+    ("within noise", 0.1, 0.1, "nothing to explain"),  # (i) fails: however much the flow shrinks
+    ("higher", 0.3, 0.25, "contraction explains it"),  # log 0.3 <= 0.5 log 0.25
+    ("higher", 0.6, 0.25, "not contraction"),  # the flow shrinks, but accounts for less than half of the drop
+    ("higher", 1.2, 0.25, "not contraction"),  # the flow passes on more than vanilla's
+])
+def test_the_decision_rule_on_synthetic_measurements(robust, flow, total, answer):
+    from cnode.book import c06_horizon
+
+    data, compare = _rule_inputs(robust, flow, total)
+    assert c06_horizon.decide(data, compare, "PGD 0.05")["answer"].tolist() == [answer]

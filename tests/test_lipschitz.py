@@ -84,3 +84,16 @@ def test_certified_radius_is_zero_when_wrong_and_the_margin_otherwise():
     assert radius[0].item() == pytest.approx(2.0 / (math.sqrt(2) * 2.0)) and radius[1].item() == 0.0
     with pytest.raises(ValueError, match="bound must be > 0"):
         lp.certified_radius(logits, torch.tensor([0, 0]), bound=0.0)
+
+
+def test_the_euler_step_contracts_exactly_below_its_step_size_limit():
+    """Below the limit the step bound is under 1, above it over 1; no certified rate, no limit."""
+    from cnode.core.contraction import certified_rate, with_certified_rate
+
+    torch.manual_seed(0)
+    w = with_certified_rate(0.3 * torch.randn(2, 2, 3, 3), rho=1.0, a=0.1, b=1.0)
+    rate = certified_rate(w, 0.1, 1.0).item()
+    limit = lp.euler_h_limit(w, rate, 1.0)
+    assert limit > 0
+    assert lp.euler_step_bound(w, rate, 0.99 * limit, 1.0) < 1 < lp.euler_step_bound(w, rate, 1.01 * limit, 1.0)
+    assert lp.euler_h_limit(w, -0.5, 1.0) == 0.0

@@ -33,39 +33,6 @@ def test_paired_detects_a_real_gap_and_not_a_null_one():
         paired(base, base[:2])
 
 
-def test_paired_comparison_of_stored_evaluations():
-    """tables.paired_comparison reads per-image outcomes from evaluations: the best contractive model against
-    vanilla, the difference equal to the accuracy difference, and no row where outcomes are missing."""
-    import torch
-
-    from cnode.book.c03_robustness import paired_comparison
-    from cnode.core.config import RunConfig
-    from cnode.core.evaluate import pack_bits
-
-    rng = np.random.default_rng(2)
-
-    def evaluation(p_clean: float, p_pgd: float, bits: bool = True) -> dict:
-        clean, pgd = rng.random(400) < p_clean, rng.random(400) < p_pgd
-        rows = [{"kind": "pgd", "level": 0.1, "acc": pgd.mean(), "n": 400}]
-        if bits:
-            rows[0]["correct"] = pack_bits(torch.tensor(pgd))
-        out = {"clean": clean.mean(), "rows": rows, "n": 400, "n_attacked": 400}
-        return {**out, "clean_correct": pack_bits(torch.tensor(clean))} if bits else out
-
-    results = []
-    for seed in (0, 1, 2):
-        results.append((RunConfig.from_profile("smoke", seed=seed), evaluation(0.9, 0.2)))
-        results.append((RunConfig.from_profile("smoke", seed=seed, regularizer="weight"), evaluation(0.9, 0.6)))
-        results.append((RunConfig.from_profile("smoke", seed=seed, regularizer="jacobian"), evaluation(0.9, 0.3)))
-    found = paired_comparison(results).set_index("kind")
-    assert found.loc["pgd", "best contractive"] == "weight rho=1" and found.loc["pgd", "verdict"] == "higher"
-    weight = np.mean([r["rows"][0]["acc"] for c, r in results if c.regularizer == "weight"])
-    vanilla = np.mean([r["rows"][0]["acc"] for c, r in results if c.regularizer == "none"])
-    assert found.loc["pgd", "difference"] == pytest.approx(weight - vanilla)
-    without = [(c, evaluation(0.9, 0.5, bits=False)) for c, _ in results]
-    assert paired_comparison(without).empty
-
-
 def test_seed_interval_is_the_t_interval_of_the_per_seed_differences():
     from cnode.core.stats import seed_interval
 

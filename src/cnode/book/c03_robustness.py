@@ -12,7 +12,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from cnode.book.tables import CELLS, KIND_NAMES, mean_sd, mean_sd_text, model_name, robustness_frame
+from cnode.book import verdicts
+from cnode.book.tables import CELLS, DATASET_NAMES, KIND_NAMES, mean_sd, mean_sd_text, model_name
 from cnode.core.config import RunConfig
 from cnode.runs.plans import Plan, model_grid
 
@@ -60,116 +61,53 @@ def mean_accuracy(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return table.loc[list(dict.fromkeys(part["row"])), list(dict.fromkeys(part["model"]))]
 
 
-def comparison(frame: pd.DataFrame, baseline: str = "vanilla") -> pd.DataFrame:
-    """Per dataset, perturbation and level: the baseline's mean accuracy, the best contractive model's, their
-    difference, the larger of the two seed standard deviations, and a verdict: 'higher' / 'lower' when the
-    difference exceeds two standard deviations, else 'within seed spread'."""
-    stats = frame.groupby(["dataset", "kind", "level", "model"])["acc"].agg(["mean", "std"]).reset_index()
-    rows = []
-    for (dataset, kind, level), group in stats.groupby(["dataset", "kind", "level"], sort=False):
-        base = group[group["model"] == baseline]
-        contractive = group[group["model"].str.startswith(("weight", "jacobian"))]
-        if base.empty or contractive.empty:
-            continue
-        best = contractive.loc[contractive["mean"].idxmax()]
-        spread = float(np.nanmax([base["std"].iloc[0], best["std"], 0.0]))
-        diff = float(best["mean"] - base["mean"].iloc[0])
-        verdict = "higher" if diff > 2 * spread else "lower" if diff < -2 * spread else "within seed spread"
-        rows.append({"dataset": dataset, "kind": kind, "level": level, baseline: float(base["mean"].iloc[0]),
-                     "best contractive": best["model"], "its accuracy": float(best["mean"]), "difference": diff,
-                     "spread": spread, "verdict": verdict})
-    return pd.DataFrame(rows)
-
-
-def outcomes(result: dict[str, Any], kind: str, level: float) -> np.ndarray | None:
-    """Per-image outcomes of one evaluation row, on the images its accuracy was computed on (clean and noise: all
-    ``n`` test images; attacks: the first ``n_attacked``), or None without them: a difference is computed on the
-    images of the accuracies printed beside it."""
-    from cnode.core.evaluate import unpack_bits
-
-    if kind == "clean":
-        bits = result.get("clean_correct")
-        return None if bits is None else unpack_bits(bits, result["n"])
-    row = next((r for r in result["rows"] if r["kind"] == kind and np.isclose(r["level"], level)), None)
-    return None if row is None or "correct" not in row else unpack_bits(row["correct"], row["n"])
-
-
-def paired_comparison(results: list[tuple[RunConfig, dict[str, Any]]], baseline: str = "vanilla") -> pd.DataFrame:
-    """``comparison`` with paired per-image verdicts (``stats.paired``: the seed-averaged per-image difference
-    with its 95 % interval; 'higher'/'lower' when it excludes 0 and every seed agrees, else 'within noise').
-    Needs evaluations with per-image outcomes (suites with ``per_image``); the best contractive model is the one
-    with the highest mean accuracy, as in ``comparison``."""
-    from cnode.core import stats
-
-    by: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+def groups(results: list[tuple[RunConfig, dict[str, Any]]]) -> dict[tuple[str, str], dict[int, dict[str, Any]]]:
+    """The chapter's recipes: (dataset, model name) -> {seed: evaluation}."""
+    found: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
     for cfg, result in results:
-        by.setdefault((cfg.dataset, model_name(cfg)), {})[cfg.seed] = result
-    frame = robustness_frame(results)
-    means = frame.groupby(["dataset", "kind", "level", "model"], sort=False)["acc"].mean()
-    rows = []
-    for (dataset, kind, level), part in means.groupby(level=[0, 1, 2], sort=False):
-        models = part.droplevel([0, 1, 2])
-        contractive = models[models.index.str.startswith(("weight", "jacobian"))]
-        if baseline not in models.index or contractive.empty:
-            continue
-        best = contractive.idxmax()
-        seeds = sorted(set(by[(dataset, best)]) & set(by[(dataset, baseline)]))
-        a = [outcomes(by[(dataset, best)][s], kind, level) for s in seeds]
-        b = [outcomes(by[(dataset, baseline)][s], kind, level) for s in seeds]
-        if any(x is None for x in a + b):
-            continue
-        found = stats.paired(np.stack(a), np.stack(b))
-        rows.append({"dataset": dataset, "kind": kind, "level": level, baseline: float(models[baseline]),
-                     "best contractive": best, "its accuracy": float(contractive.max()), "difference": found["diff"],
-                     "interval": f"[{found['lo']:+.3f}, {found['hi']:+.3f}]", "verdict": found["verdict"]})
-    return pd.DataFrame(rows)
+        found.setdefault((cfg.dataset, model_name(cfg)), {})[cfg.seed] = result
+    return found
 
 
-#: The comparison rules, as the chapters state them before their numbers.
-RULES = {
-    "paired": ("paired per-image comparison on the same test images: per image, the two models' outcomes "
-               "averaged over seeds and subtracted; *higher* (or *lower*) when the 95 % interval of the mean "
-               "difference (normal approximation over images, `cnode.core.stats.paired`) excludes 0 **and** "
-               "every seed's own difference has the same sign, else *within noise*."),
-    "spread": ("a difference counts only when it exceeds twice the larger of the two seed standard deviations; "
-               "otherwise the verdict is *within seed spread* (this suite stores no per-image outcomes)."),
-}
-
-
-def compare(results: list[tuple[RunConfig, dict[str, Any]]], baseline: str, per_image: bool) -> pd.DataFrame:
-    """The best contractive model against ``baseline`` by the rule the suite allows: paired per-image verdicts
-    (``paired_comparison``) where the suite stored per-image outcomes, else the seed-spread rule (``comparison``)."""
-    return paired_comparison(results, baseline) if per_image else comparison(robustness_frame(results), baseline)
-
-
-def verdict_counts(compare: pd.DataFrame, kinds: tuple[str, ...]) -> tuple[int, int, int]:
-    """(higher, lower, total) over the rows of ``compare`` whose perturbation is in ``kinds`` (level > 0)."""
-    rows = compare[compare["kind"].isin(kinds) & (compare["level"] > 0)]
-    return int((rows["verdict"] == "higher").sum()), int((rows["verdict"] == "lower").sum()), len(rows)
+def declared(results: list[tuple[RunConfig, dict[str, Any]]], baseline: str,
+             kinds: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """The comparisons declared before the numbers: each regularized CNODE (every regularizer and rate) against
+    ``baseline`` ("vanilla" or "CNN"), per dataset, in every cell measured once (clean once, noise and attack
+    levels above 0; only the perturbations in ``kinds`` when given); verdicts by the seed-level rule
+    (``verdicts.RULE``), Holm within each dataset's table."""
+    found = groups(results)
+    models = list(dict.fromkeys(m for _, m in found if m.startswith(("weight", "jacobian"))))
+    frame = verdicts.table(found, [(m, baseline) for m in models], family=("where", "baseline"), kinds=kinds)
+    return frame.rename(columns={"where": "dataset"})
 
 
 def conclusion(versus_vanilla: pd.DataFrame, versus_cnn: pd.DataFrame, frame: pd.DataFrame) -> str:
-    """The chapter's conclusion from the verdicts, not from expectation: per baseline, in how many noise and
-    attack cells the best contractive model is higher and lower; and the best accuracy any model keeps at the
-    strongest PGD level."""
+    """The chapter's conclusion from the verdicts, not from expectation: per regularized model and baseline, in how
+    many noise and attack cells it is higher and lower (over both datasets); and what the strongest PGD level
+    leaves of any model."""
     noise, attack = ("gaussian", "gaussian_noclip", "salt_pepper"), ("fgsm", "pgd")
     parts = []
-    for name, compare in (("the vanilla CNODE", versus_vanilla), ("the CNN", versus_cnn)):
-        (nh, nl, nt), (ah, al, at) = verdict_counts(compare, noise), verdict_counts(compare, attack)
-        parts.append(f"against {name} it is higher in {nh} and lower in {nl} of {nt} noise cells, higher in {ah} "
-                     f"and lower in {al} of {at} attack cells")
+    for model in dict.fromkeys(versus_vanilla["model"]):
+        said = []
+        for name, compare in (("the vanilla CNODE", versus_vanilla), ("the CNN", versus_cnn)):
+            part = compare[compare["model"] == model]
+            (nh, nl, nt), (ah, al, at) = verdicts.counts(part, noise), verdicts.counts(part, attack)
+            said.append(f"against {name} higher in {nh} and lower in {nl} of {nt} noise cells and higher in {ah} "
+                        f"and lower in {al} of {at} attack cells")
+        parts.append(f"The {model} CNODE is {'; '.join(said)}")
     pgd = frame[frame["kind"] == "pgd"]
     strongest = pgd["level"].max()
     best = pgd[np.isclose(pgd["level"], strongest)].groupby(["dataset", "model"])["acc"].mean()
     (dataset, model), acc = best.idxmax(), best.max()
-    return (f"The best contractive model, {parts[0]}; {parts[1]}. At the strongest attack (PGD, eps = "
-            f"{strongest:g}) no model keeps more than {acc:.3f} on average (the most accurate: {model} on {dataset}).")
+    left = ("no model keeps any accuracy on average (all below 0.0005)" if acc < 5e-4 else
+            f"the most robust model, {model} on {DATASET_NAMES.get(dataset, dataset)}, keeps {acc:.3f} on average")
+    return f"{'. '.join(parts)} (over the datasets). At the strongest attack (PGD, eps = {strongest:g}) {left}."
 
 
 def change_cells(label: str, frame: pd.DataFrame, versus_vanilla: pd.DataFrame, versus_cnn: pd.DataFrame,
                  certificates: pd.DataFrame) -> dict[str, str]:
     """The intro's "what changed" cells of one profile (``label``: "cpu" or "paper"), per dataset: clean accuracy
-    of vanilla, CNN and the regularized CNODEs; verdict counts of the best contractive model against the vanilla
+    of vanilla, CNN and the regularized CNODEs; per regularized model, its verdict counts against the vanilla
     CNODE and the CNN over noise and attack cells; the weight regularizer's final value and certified channels.
     Keys ``chg_<label>_<dataset>_<clean | vanilla | cnn | rw>``."""
     noise, attack = ("gaussian", "gaussian_noclip", "salt_pepper"), ("fgsm", "pgd")
@@ -179,10 +117,12 @@ def change_cells(label: str, frame: pd.DataFrame, versus_vanilla: pd.DataFrame, 
         models = sorted(clean[dataset].index, key=lambda m: (m != "vanilla", m != "CNN", m))
         out[f"chg_{label}_{dataset}_clean"] = ", ".join(f"{m} {clean[dataset][m]:.3f}" for m in models)
         for name, compare in (("vanilla", versus_vanilla), ("cnn", versus_cnn)):
-            part = compare[compare["dataset"] == dataset]
-            (nh, nl, nt), (ah, al, at) = verdict_counts(part, noise), verdict_counts(part, attack)
-            out[f"chg_{label}_{dataset}_{name}"] = (f"noise: higher {nh}, lower {nl} of {nt}; attacks: higher {ah}, "
-                                                   f"lower {al} of {at}")
+            said = []
+            for model, part in compare[compare["dataset"] == dataset].groupby("model", sort=False):
+                (nh, nl, nt), (ah, al, at) = verdicts.counts(part, noise), verdicts.counts(part, attack)
+                said.append(f"{model.split()[0]}: noise higher {nh}, lower {nl} of {nt}; attacks higher {ah}, "
+                            f"lower {al} of {at}")
+            out[f"chg_{label}_{dataset}_{name}"] = "; ".join(said)
         weight = certificates[(certificates["dataset"] == dataset) & (certificates["regularizer"] == "weight")]
         out[f"chg_{label}_{dataset}_rw"] = (f"R_W {weight['R_W'].mean():.3g}, certified rate "
                                             f"{weight['certified rate'].mean():.3g}")
@@ -190,18 +130,43 @@ def change_cells(label: str, frame: pd.DataFrame, versus_vanilla: pd.DataFrame, 
 
 
 def comparison_display(compare: pd.DataFrame) -> pd.DataFrame:
-    """``comparison``'s frame for the page: indexed by dataset, perturbation (book names) and level, rows in the
-    book's order."""
+    """``declared``'s frame for the page: indexed by dataset, perturbation (book names, with the level) and model,
+    rows in the book's order; the baseline's and the model's accuracy, the difference with its seed-level
+    interval, the per-image interval, the verdict."""
     ordered = pd.concat([level_order(part) for _, part in compare.groupby("dataset", sort=False)])
-    ordered = ordered.assign(kind=[KIND_NAMES[k] if k == "clean" else f"{KIND_NAMES[k]} {lvl:g}"
-                                   for k, lvl in zip(ordered["kind"], ordered["level"], strict=True)])
-    ordered = ordered.drop(columns="level").rename(columns={"kind": "perturbation"})
-    if "interval" in ordered:  # paired: one column for the difference and its interval, so the table fits the page
-        ordered = ordered.assign(difference=[f"{d:+.3f} {i}" for d, i in zip(ordered["difference"], ordered["interval"],
-                                                                             strict=True)])
-        ordered = ordered.drop(columns="interval").rename(columns={"difference": "difference [95 % interval]",
-                                                                   "its accuracy": "its acc."})
-    return ordered.set_index(["dataset", "perturbation"])
+    perturbation = [KIND_NAMES[k] if k == "clean" else f"{KIND_NAMES[k]} {lvl:g}"
+                    for k, lvl in zip(ordered["kind"], ordered["level"], strict=True)]
+    base = ordered["baseline"].iloc[0]
+    shown = pd.DataFrame({
+        "dataset": [DATASET_NAMES.get(d, d) for d in ordered["dataset"]], "perturbation": perturbation,
+        "model": ordered["model"], base: ordered["baseline acc"].map("{:.3f}".format),
+        "model acc.": ordered["acc"].map("{:.3f}".format),
+        "difference [seed 95 %]": [verdicts.interval_text(r) for _, r in ordered.iterrows()],
+        "per-image 95 %": [f"[{lo:+.3f}, {hi:+.3f}]" if np.isfinite(lo) else "n/a"
+                           for lo, hi in zip(ordered["image lo"], ordered["image hi"], strict=True)],
+        "verdict": ordered["verdict"]})
+    return shown.set_index(["dataset", "perturbation", "model"])
+
+
+def target_table(targets: list[tuple[RunConfig, dict[str, Any]]]) -> pd.DataFrame:
+    """The Jacobian regularizer against its own target (``core.target``), per dataset and model: the share of
+    (test image, step) pairs with lambda_max <= -rho (after the dense re-checks' largest underestimate, and by
+    Lanczos alone), the largest underestimate, the worst and the median lambda_max (means ± sd over seeds), the
+    dense re-checks that disagreed with Lanczos about the target, and in how many seeds the target is met."""
+    rows = [{"dataset": DATASET_NAMES.get(cfg.dataset, cfg.dataset), "model": model_name(cfg), "share": t["share"],
+             "lanczos": t["lanczos_share"], "under": t["underestimate"], "worst": t["lambda_max"],
+             "median": t["lambda_median"], "disagree": t["dense_disagree"], "checks": len(t["dense"]),
+             "met": t["met"]} for cfg, t in targets]
+    frame = pd.DataFrame(rows)
+    grouped = frame.groupby(["dataset", "model"], sort=False)
+    out = pd.DataFrame({name: grouped[column].agg(lambda v, fmt=fmt: mean_sd(v.mean(), v.std(ddof=1), fmt))
+                        for name, column, fmt in (("at target", "share", ".3f"), ("by Lanczos alone", "lanczos", ".3f"),
+                                                  ("worst lambda_max", "worst", ".2f"),
+                                                  ("median lambda_max", "median", ".2f"))})
+    out["dense checks disagreeing"] = [f"{int(d.sum())} of {int(c.sum())}" for (_, d), (_, c)
+                                       in zip(grouped["disagree"], grouped["checks"], strict=True)]
+    out["target met"] = [f"{int(v.sum())} of {len(v)} seeds" for _, v in grouped["met"]]
+    return out
 
 
 #: The levels the intro's summary table shows, (kind, level), with the short keys of their glue names (the intro
@@ -241,19 +206,17 @@ HEADLINES = {key: CELLS[key] for key in ("clean", "g2", "g3", "fgsm1", "pgd05", 
 
 
 def headlines(compare: pd.DataFrame) -> dict[str, float | str]:
-    """Flat ``{"<dataset>_<suffix>_van" | _best | _who | _verdict: value}`` for the HEADLINES cells present."""
+    """Flat ``{"<dataset>_<suffix>_<weight | jacobian>_<diff | verdict>": value}`` for the HEADLINES cells present
+    in ``declared``'s frame (first rate of each regularizer)."""
     out: dict[str, float | str] = {}
-    for dataset in compare["dataset"].unique():
-        for suffix, (kind, level) in HEADLINES.items():
-            hit = compare[(compare["dataset"] == dataset) & (compare["kind"] == kind)
-                          & np.isclose(compare["level"], level)]
-            if hit.empty:
-                continue
-            row = hit.iloc[0]
-            out[f"{dataset}_{suffix}_van"] = float(row["vanilla"])
-            out[f"{dataset}_{suffix}_best"] = float(row["its accuracy"])
-            out[f"{dataset}_{suffix}_who"] = str(row["best contractive"])
-            out[f"{dataset}_{suffix}_verdict"] = str(row["verdict"])
+    for row in compare.to_dict("records"):
+        suffix = next((k for k, (kind, level) in HEADLINES.items()
+                       if kind == row["kind"] and np.isclose(level, row["level"])), None)
+        name = f"{row['dataset']}_{suffix}_{row['model'].split()[0]}"
+        if suffix is None or f"{name}_diff" in out:
+            continue
+        out[f"{name}_diff"] = verdicts.interval_text(row)
+        out[f"{name}_verdict"] = row["verdict"]
     return out
 
 

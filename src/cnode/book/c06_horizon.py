@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cnode.book import c03_robustness
+from cnode.book import verdicts
 from cnode.book.style import gain_panels, legend_below
 from cnode.book.tables import accuracy, columns, mean_sd, model_label
-from cnode.core import checks, stats
+from cnode.core import checks
 from cnode.core.config import REGULARIZERS, RunConfig
+from cnode.core.lipschitz import euler_limit
 from cnode.runs import store
 from cnode.runs.plans import Plan, checked_seeds
 
@@ -31,7 +32,8 @@ def collect(plan: Plan) -> list[tuple[RunConfig, dict[str, Any], dict[str, Any]]
     out = []
     for cfg in plan.runs:
         run = store.load_or_train(cfg)
-        out.append((cfg, store.load_or_evaluate(run, plan.suite), store.load_or_measure(run, plan.mechanism)))
+        mech = {**store.load_or_measure(run, plan.mechanism), "euler_h_limit": euler_limit(run.model)}
+        out.append((cfg, store.load_or_evaluate(run, plan.suite), mech))
     return out
 
 
@@ -45,7 +47,10 @@ def frame(collected: list[tuple[RunConfig, dict[str, Any], dict[str, Any]]], def
         row.update({name: accuracy(ev, *where, default=float("nan")) for name, where in ACCURACIES.items()})
         row.update({
             "certified rate (min)": min(mech["certified_rate"]), "exp(-rho T)": mech["exp_rho_T"],
-            "exp(-h sum rate)": mech["exp_certified"], "Euler bound": mech["flow_bound"],
+            # no certified rate at some step: no prediction (exp of a negative rate sum is not a bound on anything)
+            "exp(-h sum rate)": mech["exp_certified"] if min(mech["certified_rate"]) > 0 else float("nan"),
+            "Euler bound": mech["flow_bound"], "Euler h limit": mech["euler_h_limit"],
+            "Euler map contracts": cfg.h < mech["euler_h_limit"],
             "lambda_max": mech["lambda_max"], "exp(h sum lambda)": mech["exp_lambda"],
             "flow gain (Gauss)": mech["gaussian"]["flow"]["median"], "flow gain (PGD)": mech["pgd"]["flow"]["median"],
             "flow gain (PGD) q90": mech["pgd"]["flow"]["q90"],
@@ -62,30 +67,39 @@ def mean_sd_frame(data: pd.DataFrame, columns: list[str], fmt: str = ".3f") -> p
     quantities that span orders of magnitude); rows by dataset and T, models in plan order within."""
     keys = ["dataset", "T", "model"]
     grouped = data.groupby(keys, sort=False)[columns]
-    mean, sd = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
+    mean, sd = grouped.agg(lambda x: x.mean(skipna=False)), grouped.std(ddof=1).fillna(0.0)  # one NaN seed: none
     cells = {c: [mean_sd(a, b, fmt) for a, b in zip(mean[c], sd[c], strict=True)] for c in columns}
     return pd.DataFrame(cells, index=mean.index).sort_index(level=[0, 1], sort_remaining=False)
 
 
+def euler_frame(data: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, T and model: the step size h, the largest h at which every Euler step contracts (mean over
+    seeds; 0 without a certified rate) and in how many seeds the model's own Euler map contracts."""
+    grouped = data.groupby(["dataset", "T", "model"], sort=False)
+    return pd.DataFrame({"h": grouped["h"].first(), "h limit (mean)": grouped["Euler h limit"].mean(),
+                         "Euler map contracts": [f"{int(v.sum())} of {len(v)} seeds"
+                                                 for _, v in grouped["Euler map contracts"]]})
+
+
 def paired_vs_vanilla(collected: list[tuple[RunConfig, dict[str, Any], dict[str, Any]]], default_steps: int,
                       columns: tuple[str, ...] = ("clean", "gauss 0.2", "PGD 0.05", "PGD 0.1")) -> pd.DataFrame:
-    """Per dataset, T, model other than vanilla and accuracy column: the paired comparison with the vanilla CNODE
-    of the same dataset and T over the same seeds (``stats.paired``; needs per-image outcomes)."""
-    groups: dict[tuple[str, float, str], dict[int, dict[str, Any]]] = {}
+    """Per dataset, T, model other than vanilla and accuracy column: the declared comparison with the vanilla CNODE
+    of the same dataset and T, by the book's seed-level rule (``verdicts``; Holm over the table of one dataset).
+    Columns dataset, T, model, accuracy, diff, lo, hi (seed-level), image lo, image hi, verdict."""
+    groups: dict[tuple[tuple[str, float], str], dict[int, dict[str, Any]]] = {}
     for cfg, ev, _ in collected:
-        groups.setdefault((cfg.dataset, cfg.T, model_label(cfg, default_steps=default_steps)), {})[cfg.seed] = ev
+        groups.setdefault(((cfg.dataset, cfg.T), model_label(cfg, default_steps=default_steps)), {})[cfg.seed] = ev
     rows = []
-    for (dataset, T, model), by_seed in groups.items():
-        base = groups.get((dataset, T, "vanilla"))
+    for (where, model), by_seed in groups.items():
+        base = groups.get((where, "vanilla"))
         if model == "vanilla" or base is None:
             continue
-        seeds = sorted(set(by_seed) & set(base))
         for column in columns:
-            kind, level = ACCURACIES[column]
-            found = stats.paired(np.stack([c03_robustness.outcomes(by_seed[s], kind, level) for s in seeds]),
-                                 np.stack([c03_robustness.outcomes(base[s], kind, level) for s in seeds]))
-            rows.append({"dataset": dataset, "T": T, "model": model, "accuracy": column, **found})
-    return pd.DataFrame(rows)
+            found = verdicts.compare(by_seed, base, *ACCURACIES[column])
+            if found is not None:
+                rows.append({"dataset": where[0], "T": where[1], "model": model, "accuracy": column, **found})
+    frame = pd.DataFrame(rows)
+    return verdicts.with_verdicts(frame, ["dataset"]) if len(frame) else frame
 
 
 def decide(data: pd.DataFrame, compare: pd.DataFrame, eps_column: str = "PGD 0.05") -> pd.DataFrame:

@@ -9,6 +9,9 @@ import pandas as pd
 
 from cnode.core.config import RunConfig
 
+#: Datasets as a reader knows them.
+DATASET_NAMES = {"mnist": "MNIST", "fashion": "FashionMNIST"}
+
 KIND_NAMES = {"clean": "clean", "gaussian": "Gaussian std (clipped)", "gaussian_noclip": "Gaussian std (not clipped)",
               "salt_pepper": "salt-and-pepper fraction", "fgsm": "FGSM eps", "pgd": "PGD eps"}
 
@@ -62,7 +65,10 @@ def accuracy(result: dict[str, Any], kind: str, level: float, default: float | N
 
 
 def mean_sd(mean: float, sd: float, fmt: str = ".3f") -> str:
-    """'0.912 ± 0.004': a mean and its seed standard deviation (a missing sd, one seed, is 0), in format ``fmt``."""
+    """'0.912 ± 0.004': a mean and its seed standard deviation (a missing sd, one seed, is 0), in format ``fmt``;
+    'none' for a missing mean (a quantity some seed does not have, such as a bound without a certificate)."""
+    if mean is None or np.isnan(mean):
+        return "none"
     return f"{mean:{fmt}} ± {0.0 if sd is None or np.isnan(sd) else sd:{fmt}}"
 
 

@@ -24,6 +24,13 @@ def nonnegative(name: str, value: float) -> float:
     return value
 
 
+def at_least(name: str, value: int, minimum: int, why: str) -> int:
+    """Require ``value >= minimum`` (a count, such as the number of seeds), saying ``why`` in the one-line error."""
+    if value < minimum:
+        raise ValueError(f"{name}: need at least {minimum}, got {value}; {why}")
+    return value
+
+
 def positive_int(name: str, value: int) -> int:
     """Require an integer ``>= 1``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -70,10 +70,11 @@ class EvalSuite(Hashed):
     attack_subset: int | None = None
     per_image: bool = False
     noclip: bool = True  # also Gaussian noise without clipping (the authors' script)
+    attacks: bool = True  # False: a noise-only evaluation (no FGSM, no PGD, no attack sanity checks)
 
     #: results are cached per suite beside each run (``eval-<key>.json``); fields added later enter the key only
     #: when not at their default, so that older suites keep their keys
-    LATER: ClassVar[dict[str, Any]] = {"attack_subset": None, "per_image": False, "noclip": True}
+    LATER: ClassVar[dict[str, Any]] = {"attack_subset": None, "per_image": False, "noclip": True, "attacks": True}
 
     def attacked(self) -> int:
         """How many test images the attacks run on."""
@@ -84,6 +85,9 @@ class EvalSuite(Hashed):
         n = self.test_subset or 10_000
         attacked = f"the first {self.attacked()} attacked" if self.attacked() != n else "all attacked"
         clipping = "clipped and not" if self.noclip else "clipped"
+        if not self.attacks:
+            return (f"{n} test images; Gaussian std {list(self.gaussian_std)} on [0,1] pixels ({clipping}); "
+                    f"salt-and-pepper fractions {list(self.salt_pepper)}; no attacks; noise seed {self.seed}")
         return (f"{n} test images ({attacked}); Gaussian std {list(self.gaussian_std)} on [0,1] pixels ({clipping}"
                 f"); salt-and-pepper fractions {list(self.salt_pepper)}; L-inf eps {list(self.eps)} on [0,1] "
                 f"pixels; FGSM; PGD-{self.pgd_steps}, step {self.pgd_step_ratio:g}*eps/{self.pgd_steps}, "
@@ -102,6 +106,11 @@ SUITES: dict[str, EvalSuite] = {
     "cpu": EvalSuite(test_subset=500),
     "sweep": EvalSuite(gaussian_std=(0.2,), salt_pepper=(0.1,), eps=(0.05, 0.1), test_subset=500),
     "paper": EvalSuite(test_subset=None, attack_subset=2000, per_image=True, noclip=False, eps=(0.05, 0.1, 0.2)),
+    # the authors' noise (not clipped) on all 10 000 images, beside the paper suite (whose key it leaves alone);
+    # its clipped rows repeat the paper suite's with the same noise seed, a check that both drew the same noise
+    "noclip": EvalSuite(test_subset=None, per_image=True, noclip=True, salt_pepper=(), eps=(), attacks=False),
+    "smoke_noclip": EvalSuite(gaussian_std=(0.2, 0.3), test_subset=128, batch_size=128, per_image=True, noclip=True,
+                              salt_pepper=(), eps=(), attacks=False),
 }
 
 
@@ -149,6 +158,10 @@ def robustness(model: nn.Module, images: Tensor, labels: Tensor, suite: EvalSuit
     for amount in suite.salt_pepper:
         gen = torch.Generator().manual_seed(suite.seed)
         rows.append(row("salt_pepper", amount, outcome(salt_and_pepper(x, amount, gen), y)))
+    if not suite.attacks:
+        return {"clean": _mean(clean), "rows": rows, "checks": {}, "warnings": [], "n": len(x), "n_attacked": 0,
+                "seconds": time.perf_counter() - start, **({"clean_correct": pack_bits(clean)} if suite.per_image
+                                                          else {})}
     for eps in (0.0, *suite.eps):
         adv = _batched(lambda a, b, eps=eps: fgsm(model, a, b, eps), xa, ya, suite.batch_size)
         rows.append(row("fgsm", eps, outcome(adv, ya)))

@@ -64,6 +64,24 @@ def flow_bounds(model: ConvNODE, size: int = 28) -> list[float]:
             for conv in model.convs]
 
 
+def euler_h_limit(weight: Tensor, rate: float, b: float, size: int = 28) -> float:
+    """The step sizes for which one Euler step contracts by eq. ``euler-bound``: ``1 - 2 h rate + h^2 b^2 ||K||^2
+    < 1`` iff ``h < 2 rate / (b^2 ||K||^2)``; returns that limit, 0 where no rate is certified (no h works). The
+    certificate of chapter 1 is about the continuous flow; only a step below this limit makes the map the network
+    computes contract too."""
+    if rate <= 0:
+        return 0.0
+    return 2 * rate / (b * conv_spectral_norm(weight, size)) ** 2
+
+
+def euler_limit(model: ConvNODE, size: int = 28) -> float:
+    """The largest step size for which every Euler step of ``model`` contracts (``euler_h_limit``, minimum over
+    the steps); the model's own map contracts when its ``h`` is below it."""
+    a, b = model.act.a, model.act.b
+    return min(euler_h_limit(conv.weight, certified_rate(conv.weight.detach(), a, b).item(), b, size)
+               for conv in model.convs)
+
+
 def lipschitz_bound(model: nn.Module, size: int = 28) -> dict[str, float | list[float]]:
     """Upper bound L on the 2-norm Lipschitz constant of ``u -> logits`` (eq. ``lipschitz``), by its factors.
 

@@ -259,6 +259,27 @@ def load_or_measure(run: Run, settings_name: str) -> dict[str, Any]:
     return _load_or_derive(run, mechanism_file(settings_name), compute, torch.device("cpu"))
 
 
+def target_file(settings_name: str) -> str:
+    """File name of a Jacobian run's own-target measurement under the named settings (``core.target.TARGETS``)."""
+    from cnode.core.target import TARGETS
+
+    return f"target-{TARGETS[checks.one_of('target', settings_name, TARGETS)].key()}.json"
+
+
+def load_or_target(run: Run, settings_name: str) -> dict[str, Any]:
+    """The share of (test image, step) pairs at which a ConvNODE run meets the Jacobian regularizer's target
+    ``lambda_max <= -rho`` (``cnode.core.target``), cached beside the run; on CPU, on the run's test split."""
+    from cnode.core.target import TARGETS, measure
+
+    settings = TARGETS[checks.one_of("target", settings_name, TARGETS)]
+
+    def compute() -> dict[str, Any]:
+        images, _ = data.load(run.cfg.dataset, "test", settings.images)
+        return {"target": settings_name, **measure(run.model.cpu(), run.cfg.rho, images, settings)}
+
+    return _load_or_derive(run, target_file(settings_name), compute, torch.device("cpu"))
+
+
 def load_or_evaluate_all(cfgs: list[RunConfig], suite_name: str,
                          root: Path | None = None) -> list[tuple[RunConfig, dict[str, Any]]]:
     """Train (or load) and evaluate (or load) every config, with one progress bar over the runs."""
