@@ -104,3 +104,18 @@ def test_weight_decay_is_keyed_only_when_set_and_shrinks_the_weights():
             opt.step()
         norms[wd] = sum(p.norm() ** 2 for p in model.parameters())
     assert norms[10.0] < norms[0.0]
+
+
+def test_adversarial_training_and_the_init_are_keyed_only_when_set():
+    """New fields enter the key only when set, so no stored key moves; the label names what differs."""
+    base = RunConfig.from_profile("smoke")
+    adv = RunConfig.from_profile("smoke", adv_eps=0.1)
+    assert "adv_eps" not in base.identity() and "adv_step" not in base.identity()
+    assert adv.key() != base.key() and RunConfig.from_profile("smoke", adv_eps=0.0).key() == base.key()
+    assert RunConfig.from_profile("smoke", adv_eps=0.1, adv_step=1.0).key() != adv.key()
+    assert "adv=0.1" in adv.label()
+    assert RunConfig.from_profile("smoke", init="default").key() == base.key()  # auto resolves to it
+    assert "init=contractive" in RunConfig.from_profile("smoke", init="contractive").label()
+    assert "init=default" in RunConfig.from_profile("smoke", regularizer="weight", init="default").label()
+    with pytest.raises(ValueError, match="adv_eps must be >= 0"):
+        RunConfig.from_profile("smoke", adv_eps=-0.1)

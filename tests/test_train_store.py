@@ -183,3 +183,23 @@ def test_two_processes_on_one_key_train_it_once(tmp_path):
     assert first.returncode == 0 and second.returncode == 0, err_first[-2000:] + err_second[-2000:]
     assert starts.read_text().count("start") == 1  # trained once, by the first process
     assert out_first.split() == out_second.split()  # the second read the first one's run
+
+
+def test_adversarial_training_raises_pgd_accuracy_over_its_twin(tmp_path):
+    """FGSM-RS training (Wong et al.) of a smoke CNODE (2048 images, 3 epochs: 512 images learn too little for any
+    robustness): the same model and seed trained on attacked batches keeps more PGD accuracy at its eps than its
+    plainly trained twin (measured 0.41 against 0.04), and records FGSM and PGD every epoch."""
+    from cnode.core import data
+    from cnode.core.evaluate import accuracy
+    from cnode.core.perturbations import pgd
+
+    eps = 0.1
+    twin = dict(train_subset=2048, epochs=3)
+    plain = store.load_or_train(RunConfig.from_profile("smoke", **twin), tmp_path)
+    adv = store.load_or_train(RunConfig.from_profile("smoke", adv_eps=eps, **twin), tmp_path)
+    assert {"adv_fgsm_acc", "adv_pgd_acc"} <= set(adv.final) and "adv_pgd_acc" not in plain.final
+    x, y = data.load("mnist", "test", 256)
+    robust = {name: accuracy(run.model, pgd(run.model, x, y, eps, 10, 2.5 * eps / 10,
+                                            generator=torch.Generator().manual_seed(0)), y)
+              for name, run in (("plain", plain), ("adv", adv))}
+    assert robust["adv"] > robust["plain"] + 0.2, robust

@@ -63,6 +63,8 @@ class RunConfig(Hashed):
     compile: bool = False  # torch.compile the training forward pass (not part of the key: the same math)
     precision: str = "float32"  # "bfloat16": autocast of the training forward pass (opt-in; in the key if set)
     weight_decay: float = 0.0  # L2 coefficient of the optimizer, on every parameter (in the key if set)
+    adv_eps: float = 0.0  # adversarial training: FGSM-RS at this L-inf eps on every batch (0: none; in the key if set)
+    adv_step: float = 1.25  # its step, in units of adv_eps (Wong et al.'s 1.25; in the key if not 1.25)
 
     def __post_init__(self) -> None:
         self._normalize_numbers()
@@ -96,6 +98,8 @@ class RunConfig(Hashed):
             raise ValueError(f"compile must be true or false, got {self.compile!r}")
         checks.one_of("precision", self.precision, PRECISIONS)
         checks.nonnegative("weight_decay", self.weight_decay)
+        checks.nonnegative("adv_eps", self.adv_eps)
+        checks.positive("adv_step", self.adv_step)
 
     def _normalize_numbers(self) -> None:
         """Every numeric field as its declared type: an int where a float is declared becomes that float, an
@@ -131,7 +135,7 @@ class RunConfig(Hashed):
     #: where and how fast, not what
     KEPT_OUT: ClassVar[tuple[str, ...]] = ("device", "compile")
     #: fields added after results were stored, with the default at which they stay out of the key
-    LATER: ClassVar[dict[str, Any]] = {"precision": "float32", "weight_decay": 0.0}
+    LATER: ClassVar[dict[str, Any]] = {"precision": "float32", "weight_decay": 0.0, "adv_eps": 0.0, "adv_step": 1.25}
     KEY_DIGITS: ClassVar[int] = 12
 
     def identity(self) -> dict[str, Any]:
@@ -152,7 +156,10 @@ class RunConfig(Hashed):
         reg = "" if self.model == "cnn" else f"/{self.regularizer}"
         rho = f" rho={self.rho:g}" if self.regularizer != "none" else ""
         wd = f" wd={self.weight_decay:g}" if self.weight_decay else ""
-        return f"{self.model}{reg}{rho}{wd} seed={self.seed}"
+        adv = f" adv={self.adv_eps:g}" if self.adv_eps else ""
+        init = f" init={self.init}" if self.model == "cnode" and self.init != (
+            "default" if self.regularizer == "none" else "contractive") else ""
+        return f"{self.model}{reg}{rho}{wd}{adv}{init} seed={self.seed}"
 
 
 #: R_J penalizes 8 random images at 1 random solver step per batch (an unbiased estimate of the mean over

@@ -80,6 +80,19 @@ def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float, loss: str = "ce") -
     return (x + eps * _input_grad(model, x, y, loss).sign()).clamp(0.0, 1.0).detach()
 
 
+def fgsm_rs(model: nn.Module, x: Tensor, y: Tensor, eps: float, step: float, generator: torch.Generator) -> Tensor:
+    """FGSM from a random start (Wong, Rice and Kolter, "Fast is better than free", eq. ``fgsm-rs``), the training
+    attack of adversarial training: ``delta ~ U[-eps, eps]``, one signed-gradient step of size ``step`` (they use
+    1.25 eps) from ``x + delta``, projection onto the eps-ball and [0, 1]. The gradient flows through the model's
+    own fixed-step solver; the random start is drawn from ``generator`` (a resumed run draws the same)."""
+    checks.positive("eps", eps)
+    checks.positive("step", step)
+    delta = (torch.rand(x.shape, generator=generator) * 2 - 1).to(x.device) * eps
+    start = (x + delta).clamp(0.0, 1.0)
+    moved = start + step * _input_grad(model, start, y, "ce").sign()
+    return torch.minimum(torch.maximum(moved, x - eps), x + eps).clamp(0.0, 1.0).detach()
+
+
 def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, step_size: float, restarts: int = 1,
         random_start: bool = True, loss: str = "ce", generator: torch.Generator | None = None,
         norm: str = "linf", early_stop: bool = True) -> Tensor:

@@ -21,6 +21,7 @@ from cnode.core.config import RunConfig
 from cnode.core.contraction import certified_rate, weight_margin
 from cnode.core.evaluate import accuracy
 from cnode.core.models import CNN, ConvNODE
+from cnode.core.perturbations import fgsm, fgsm_rs, pgd
 
 
 class TrainingError(RuntimeError):
@@ -57,6 +58,27 @@ def contraction_report(model: nn.Module, cfg: RunConfig) -> dict[str, Any]:
             "channels_total": margins.numel(),
             "certified_rate": certified_rate(kernels, cfg.a, cfg.b).cpu().tolist(),
         }
+
+
+#: test images on which an adversarially trained run records FGSM and PGD accuracy after every epoch
+ADV_WATCH_IMAGES = 500
+
+
+def adversarial_report(model: nn.Module, cfg: RunConfig) -> dict[str, Any]:
+    """For adversarial training only: FGSM and PGD-10 (step 2.5 eps / 10, one random start) accuracy at
+    ``cfg.adv_eps`` on the first ``ADV_WATCH_IMAGES`` test images, after each epoch. Catastrophic overfitting shows
+    as PGD accuracy collapsing while FGSM accuracy rises (Wong et al.), so both are kept in the history."""
+    if not cfg.adv_eps:
+        return {}
+    device = next(model.parameters()).device
+    x, y = data.load(cfg.dataset, "test", ADV_WATCH_IMAGES)
+    x, y = x.to(device), y.to(device)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    eps = cfg.adv_eps
+    out = {"adv_fgsm_acc": accuracy(model, fgsm(model, x, y, eps), y.cpu()),
+           "adv_pgd_acc": accuracy(model, pgd(model, x, y, eps, 10, 2.5 * eps / 10, generator=gen), y.cpu())}
+    model.train()
+    return out
 
 
 def compiled(model: nn.Module, cfg: RunConfig) -> Callable[..., Any]:
@@ -158,6 +180,9 @@ def train(cfg: RunConfig, resume: dict[str, Any] | None = None,
         bar = tqdm(batches, desc=f"{cfg.label()} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None)
         for step, idx in enumerate(bar):
             x, y = x_train[idx], y_train[idx]
+            if cfg.adv_eps:  # adversarial training: the batch replaced by its FGSM-RS images (Wong et al.)
+                x = fgsm_rs(model, x, y, cfg.adv_eps, cfg.adv_step * cfg.adv_eps, gen)
+                model.train()
             # a short last batch runs eagerly: the same math, without compiling a second graph for its shape
             forward = fast if len(idx) == cfg.batch_size else model
             loss, ce, reg, logits = train_step(model, optimizer, cfg, x, y, gen, warm, forward)
@@ -174,7 +199,7 @@ def train(cfg: RunConfig, resume: dict[str, Any] | None = None,
         n = len(x_train)
         record = {"epoch": epoch + 1, "loss": sums["loss"] / n, "ce": sums["ce"] / n, "reg": sums["reg"] / n,
                   "train_acc": sums["correct"] / n, "test_acc": accuracy(model, x_test, y_test),
-                  "seconds": seconds, "lr": lr, **contraction_report(model, cfg)}
+                  "seconds": seconds, "lr": lr, **contraction_report(model, cfg), **adversarial_report(model, cfg)}
         history.append(record)
         if on_epoch is not None:
             on_epoch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),

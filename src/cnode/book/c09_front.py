@@ -1,0 +1,110 @@
+"""Chapter 9, is contractivity worth it: every training recipe on the accuracy-robustness front of a dataset.
+
+The runs (``plan``): the init crossed with the regularizer (the vanilla CNODE with the authors' -5 I init, the
+regularized CNODEs with PyTorch's default), adversarial training (FGSM with a random start, Wong et al.) of the
+CNN, the vanilla and the weight-regularized CNODE, and the vanilla CNODE at more weight decays; the chapter also
+reuses the stored configurations of chapters 3, 4, 6 and 8. The rule (``beats_baselines``), declared before the
+numbers: a contractive recipe C beats the baselines when its robust accuracy exceeds that of the best baseline
+whose mean clean accuracy is at least C's minus ``MATCH``, by a seed-level interval that excludes 0 after Holm's
+correction over the contractive recipes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cnode.core import stats
+from cnode.core.config import RunConfig
+from cnode.runs.plans import Plan, checked_seeds
+
+#: a baseline is matched to a contractive recipe when its mean clean accuracy is at least the recipe's minus this
+MATCH = 0.005
+
+
+def front_runs(profile: str, datasets: list[str], seeds: list[int], rho: float, weight_decays: list[float],
+               adv_eps: Mapping[str, float], device: str = "auto") -> list[RunConfig]:
+    """The chapter's new runs in the issue's priority order: the init ablation, adversarial training at
+    ``adv_eps[dataset]``, then the weight-decay curve; per dataset and seed within each."""
+    groups: list[list[tuple[str, dict[str, Any]]]] = [
+        [("init", dict(init="contractive")), ("init", dict(regularizer="weight", rho=rho, init="default")),
+         ("init", dict(regularizer="jacobian", rho=rho, init="default"))],
+        [("adv", dict(model="cnn")), ("adv", {}), ("adv", dict(regularizer="weight", rho=rho))],
+        [("wd", dict(weight_decay=wd)) for wd in weight_decays],
+    ]
+    runs = []
+    for group in groups:
+        for dataset in datasets:
+            for seed in checked_seeds(seeds):
+                for kind, extra in group:
+                    adv = {"adv_eps": adv_eps[dataset]} if kind == "adv" else {}
+                    runs.append(RunConfig.from_profile(profile, dataset=dataset, seed=seed, device=device,
+                                                       **extra, **adv))
+    return runs
+
+
+def family(cfg: RunConfig) -> str:
+    """'contractive' when a contraction regularizer is in the loss (with or without adversarial training), else
+    'baseline' (any init, any weight decay, the CNN, adversarial training alone)."""
+    return "contractive" if cfg.model == "cnode" and cfg.regularizer != "none" else "baseline"
+
+
+def beats_baselines(points: pd.DataFrame, margin: float = MATCH, alpha: float = 0.05) -> pd.DataFrame:
+    """The chapter's rule on one front. ``points``: one row per (recipe, seed) with columns recipe, family, seed,
+    clean, robust (the robust accuracy of every seed on the same images). Per contractive recipe C: its matched
+    baselines (mean clean >= C's - ``margin``), the best of them by mean robust accuracy, the seed-level interval of
+    C's robust accuracy minus that baseline's over their shared seeds, and the verdict after Holm's correction over
+    the contractive recipes that have a matched baseline: 'beats the baselines', 'does not', or 'no matched
+    baseline' (C is more accurate than every baseline, so the rule cannot compare it)."""
+    means = points.groupby("recipe", sort=False)[["clean", "robust"]].mean()
+    kinds = points.groupby("recipe", sort=False)["family"].first()
+    by_seed = points.set_index(["recipe", "seed"])["robust"]
+    rows = []
+    for recipe in means.index[kinds == "contractive"]:
+        matched = means[(kinds == "baseline") & (means["clean"] >= means.loc[recipe, "clean"] - margin)]
+        if matched.empty:
+            rows.append({"recipe": recipe, "clean": means.loc[recipe, "clean"], "robust": means.loc[recipe, "robust"],
+                         "best matched baseline": "none", "matched": 0, "diff": np.nan, "lo": np.nan, "hi": np.nan,
+                         "p": np.nan})
+            continue
+        best = matched["robust"].idxmax()
+        seeds = sorted(set(by_seed[recipe].index) & set(by_seed[best].index))
+        found = stats.seed_interval([by_seed[(recipe, s)] - by_seed[(best, s)] for s in seeds])
+        rows.append({"recipe": recipe, "clean": means.loc[recipe, "clean"], "robust": means.loc[recipe, "robust"],
+                     "best matched baseline": best, "matched": len(matched), "diff": found["diff"],
+                     "lo": found["lo"], "hi": found["hi"], "p": found["p"]})
+    frame = pd.DataFrame(rows)
+    tested = frame["p"].notna()
+    rejected = dict(zip(frame.index[tested], stats.holm(frame.loc[tested, "p"].tolist(), alpha), strict=True))
+    frame["verdict"] = ["no matched baseline" if not tested[i] else
+                        "beats the baselines" if rejected[i] and frame.at[i, "diff"] > 0 else "does not"
+                        for i in frame.index]
+    return frame
+
+
+def worth_it(verdicts: pd.DataFrame) -> bool:
+    """Contractivity is worth it on a front when some contractive recipe beats the baselines."""
+    return bool((verdicts["verdict"] == "beats the baselines").any())
+
+
+def non_dominated(means: pd.DataFrame) -> list[str]:
+    """The recipes (index of ``means``, columns clean and robust) no other recipe beats in both accuracies at
+    once (at least as good in both, better in one), ordered by clean accuracy: the front's line."""
+    keep = []
+    for name, row in means.iterrows():
+        others = means.drop(index=name)
+        dominated = ((others["clean"] >= row["clean"]) & (others["robust"] >= row["robust"])
+                     & ((others["clean"] > row["clean"]) | (others["robust"] > row["robust"]))).any()
+        if not dominated:
+            keep.append(name)
+    return sorted(keep, key=lambda n: means.loc[n, "clean"])
+
+
+def plan(p: Mapping[str, Any]) -> Plan:
+    """The chapter's new runs (``front_runs``), each evaluated under ``suite``."""
+    adv = {"mnist": p["adv_eps_mnist"], "fashion": p["adv_eps_fashion"]}
+    return Plan("09_front", tuple(front_runs(p["profile"], p["datasets"], p["seeds"], p["rho"], p["weight_decays"],
+                                             adv, p["device"])), p["suite"])

@@ -1,0 +1,64 @@
+"""Chapter 9 (the accuracy-robustness front): its plan and its rule on synthetic fronts with known answers."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from cnode.book import c09_front, registry
+
+
+def _front(recipes: dict[str, tuple[str, list[float], list[float]]]) -> pd.DataFrame:
+    """recipe -> (family, clean per seed, robust per seed)."""
+    return pd.DataFrame([{"recipe": name, "family": fam, "seed": s, "clean": c, "robust": r}
+                         for name, (fam, clean, robust) in recipes.items()
+                         for s, (c, r) in enumerate(zip(clean, robust, strict=True))])
+
+
+def test_a_front_where_contractivity_is_worth_it():
+    front = _front({"weight": ("contractive", [0.97, 0.971, 0.969], [0.40, 0.42, 0.41]),
+                    "vanilla": ("baseline", [0.96, 0.962, 0.958], [0.02, 0.01, 0.03]),
+                    "vanilla + wd": ("baseline", [0.90, 0.91, 0.89], [0.60, 0.58, 0.62]),  # robust, not matched
+                    "CNN": ("baseline", [0.968, 0.967, 0.969], [0.30, 0.29, 0.31])})
+    found = c09_front.beats_baselines(front).set_index("recipe")
+    # vanilla's 0.96 is below 0.97 - 0.005: only the CNN is matched
+    assert found.loc["weight", "best matched baseline"] == "CNN" and found.loc["weight", "matched"] == 1
+    assert found.loc["weight", "verdict"] == "beats the baselines" and c09_front.worth_it(found)
+
+
+def test_a_front_where_it_is_not():
+    """A matched baseline is as robust within the seed spread; a recipe above every baseline's accuracy is not
+    compared at all."""
+    front = _front({"weight": ("contractive", [0.97, 0.971, 0.969], [0.40, 0.30, 0.50]),
+                    "jacobian": ("contractive", [0.99, 0.99, 0.99], [0.9, 0.9, 0.9]),
+                    "adv CNN": ("baseline", [0.968, 0.967, 0.969], [0.38, 0.41, 0.39])})
+    found = c09_front.beats_baselines(front).set_index("recipe")
+    assert found.loc["weight", "verdict"] == "does not"
+    assert found.loc["jacobian", "verdict"] == "no matched baseline"
+    assert not c09_front.worth_it(found)
+
+
+def test_the_non_dominated_set_is_the_front_line():
+    means = pd.DataFrame({"clean": [0.97, 0.96, 0.90, 0.95], "robust": [0.4, 0.3, 0.6, 0.2]},
+                         index=["a", "b", "c", "d"])
+    assert c09_front.non_dominated(means) == ["c", "a"]
+
+
+def test_the_plan_holds_the_init_ablation_adversarial_training_and_weight_decay_in_that_order():
+    runs = registry.plan("09_front", {"profile": "paper"}).runs
+    assert len(runs) == 2 * 3 * (3 + 3 + 3)  # datasets x seeds x (init, adversarial, weight decays)
+    assert [c.label() for c in runs[:3]] == ["cnode/none init=contractive seed=0",
+                                             "cnode/weight rho=1 init=default seed=0",
+                                             "cnode/jacobian rho=1 init=default seed=0"]
+    adv = [c for c in runs if c.adv_eps]
+    assert {(c.dataset, c.adv_eps) for c in adv} == {("mnist", 0.1), ("fashion", 0.05)} and len(adv) == 18
+    assert runs.index(adv[0]) == 18 and {c.weight_decay for c in runs[36:]} == {1e-4, 1e-3, 3e-2}
+    assert c09_front.family(adv[2]) == "contractive"  # weight-regularized, adversarially trained
+    assert c09_front.family(adv[0]) == "baseline" and c09_front.family(runs[0]) == "baseline"
+
+
+@pytest.mark.parametrize("recipe", ["weight", "jacobian"])
+def test_regularized_recipes_are_contractive_whatever_their_init(recipe):
+    from cnode.core.config import RunConfig
+
+    assert c09_front.family(RunConfig.from_profile("smoke", regularizer=recipe, init="default")) == "contractive"
