@@ -45,8 +45,10 @@ def test_the_non_dominated_set_is_the_front_line():
 
 
 def test_the_plan_holds_the_init_ablation_adversarial_training_and_weight_decay_in_that_order():
-    runs = registry.plan("09_front", {"profile": "paper"}).runs
+    runs = c09_front.front_runs("paper", ["mnist", "fashion"], [0, 1, 2], 1.0, [1e-4, 1e-3, 3e-2],
+                                {"mnist": 0.1, "fashion": 0.05})
     assert len(runs) == 2 * 3 * (3 + 3 + 3)  # datasets x seeds x (init, adversarial, weight decays)
+    assert registry.plan("09_front", {"profile": "paper"}).runs[:54] == tuple(runs)  # the new runs come first
     assert [c.label() for c in runs[:3]] == ["cnode/none init=contractive seed=0",
                                              "cnode/weight rho=1 init=default seed=0",
                                              "cnode/jacobian rho=1 init=default seed=0"]

@@ -203,3 +203,16 @@ def test_adversarial_training_raises_pgd_accuracy_over_its_twin(tmp_path):
                                             generator=torch.Generator().manual_seed(0)), y)
               for name, run in (("plain", plain), ("adv", adv))}
     assert robust["adv"] > robust["plain"] + 0.2, robust
+
+
+def test_the_front_measurement_is_stored_beside_the_run_and_never_above_clean(tmp_path):
+    """APGD-CE then APGD-DLR (pyautoattack) on a smoke model: per-image outcomes on the measured images, robust
+    accuracy at most the clean accuracy of the same images, cached beside the run (a second call reads it)."""
+    from cnode.core.evaluate import unpack_bits
+
+    run = store.load_or_train(RunConfig.from_profile("smoke"), tmp_path)
+    found = store.load_or_front(run, "smoke")
+    row = found["rows"][0]
+    assert row["eps"] == 0.1 and row["n"] == 32 and set(row["after"]) == {"APGD-CE", "APGD-DLR"}
+    assert unpack_bits(row["correct"], 32).mean() == pytest.approx(row["acc"]) and row["acc"] <= found["clean_subset"]
+    assert store.load_or_front(run, "smoke") == found and list(run.path.glob("front-*.json"))

@@ -103,8 +103,41 @@ def non_dominated(means: pd.DataFrame) -> list[str]:
     return sorted(keep, key=lambda n: means.loc[n, "clean"])
 
 
+def reused_runs(profile: str, datasets: list[str], seeds: list[int], device: str = "auto") -> list[RunConfig]:
+    """The stored configurations the front reuses, for ``seeds``: chapter 3's models, chapter 4's rates, chapter
+    6's horizons and weight decay, chapter 8's gamma = 10 settings (its dataset only), each once, and none whose
+    stored model is bit-identical to another of the same setting and seed (chapter 8: a hinge that never switched
+    off trains the same weights at every rate)."""
+    import json
+
+    from cnode.book import registry
+    from cnode.runs.store import METRICS, run_dir
+
+    wanted = {"03_robustness": {"datasets": datasets}, "04_rho_sweep": {"datasets": datasets},
+              "06_horizon": {"datasets": datasets}, "08_rho_search": {}}
+    found: dict[str, RunConfig] = {}
+    models: set[tuple[Any, ...]] = set()
+    for chapter, extra in wanted.items():
+        for cfg in registry.plan(chapter, {"profile": profile, "device": device, **extra}).runs:
+            if cfg.seed in seeds and cfg.dataset in datasets and cfg.steps == RunConfig.from_profile(profile).steps \
+                    and (chapter != "08_rho_search" or cfg.gamma != 1.0):
+                stored = run_dir(cfg) / METRICS
+                if stored.exists():
+                    model = (cfg.dataset, cfg.regularizer, cfg.T, cfg.gamma, cfg.seed,
+                             json.loads(stored.read_text())["model_sha256"])
+                    if model in models:
+                        continue
+                    models.add(model)
+                found.setdefault(cfg.key(), cfg)
+    return list(found.values())
+
+
 def plan(p: Mapping[str, Any]) -> Plan:
-    """The chapter's new runs (``front_runs``), each evaluated under ``suite``."""
+    """The chapter's new runs (``front_runs``), then the reused stored ones (``reused_runs``), each evaluated under
+    ``suite`` and measured under the front's attack suite ``front`` (none when empty: training first)."""
     adv = {"mnist": p["adv_eps_mnist"], "fashion": p["adv_eps_fashion"]}
-    return Plan("09_front", tuple(front_runs(p["profile"], p["datasets"], p["seeds"], p["rho"], p["weight_decays"],
-                                             adv, p["device"])), p["suite"])
+    new = front_runs(p["profile"], p["datasets"], p["seeds"], p["rho"], p["weight_decays"], adv, p["device"])
+    reused = reused_runs(p["profile"], p["datasets"], p["seeds"], p["device"])
+    keys = {cfg.key() for cfg in new}
+    return Plan("09_front", tuple(new + [cfg for cfg in reused if cfg.key() not in keys]), p["suite"],
+                front=p["front"] or None)

@@ -32,6 +32,7 @@ class Task:
     audit: str | None = None
     control_levels: int | None = None
     chapters: list[str] = field(default_factory=list)
+    front: str | None = None
 
     def run(self, threads: int, nice: bool = False) -> str:
         """Do the task, as a worker does it (a grid's pool process, a sweep's submitit job): train (or load, or
@@ -55,11 +56,13 @@ class Task:
             store.load_or_audit(run, self.audit)
             if self.control_levels is not None:
                 store.load_or_audit(run, self.audit, self.control_levels)
+        if self.front is not None:
+            store.load_or_front(run, self.front)
         return self.cfg.label()
 
     def merge(self, other: Task) -> None:
         """Take the tasks ``other`` asks for that this one lacks (a run shared by chapters is trained once)."""
-        for name in ("suite", "mechanism", "audit", "control_levels"):
+        for name in ("suite", "mechanism", "audit", "control_levels", "front"):
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine is not None and theirs is not None and mine != theirs:
                 raise ValueError(f"{self.cfg.label()}: chapters ask for {name} {mine!r} and {theirs!r}")
@@ -77,7 +80,7 @@ def tasks(grid: Iterable[Plan], with_mechanism: bool = True, longest_first: bool
         controls = {c.key() for c in plan.controls()}
         for cfg in plan.todo():
             task = Task(cfg, plan.suite, plan.mechanism if with_mechanism else None, plan.audit,
-                        plan.control_levels if cfg.key() in controls else None, [chapter])
+                        plan.control_levels if cfg.key() in controls else None, [chapter], plan.front)
             found.setdefault(cfg.key(), Task(cfg)).merge(task)
     if not longest_first:
         return list(found.values())

@@ -40,6 +40,7 @@ class Plan:
     mechanism: str | None = None
     audit: str | None = None  # ``cnode.core.audit`` settings of the masking card taken of every run
     control_levels: int | None = None  # and of the positive control, behind the vanilla CNODE of the profile
+    front: str | None = None  # ``cnode.core.front`` settings of the APGD robust accuracy taken of every run
 
     def missing(self, root: Path | None = None) -> tuple[list[RunConfig], list[RunConfig]]:
         """(runs not trained, runs not evaluated under ``suite``) in the store at ``root``."""
@@ -78,10 +79,21 @@ class Plan:
                 or (cfg.key() in controls
                     and not (run_dir(cfg, root) / audit_file(cfg, self.audit, self.control_levels)).exists())]
 
+    def unfronted(self, root: Path | None = None) -> list[RunConfig]:
+        """The runs without the plan's front measurement (APGD) in the store at ``root``."""
+        if self.front is None:
+            return []
+        from cnode.runs.store import front_file, run_dir
+
+        name = front_file(self.front)
+        return [cfg for cfg in self.runs if not (run_dir(cfg, root) / name).exists()]
+
     def todo(self, root: Path | None = None) -> list[RunConfig]:
-        """The runs not trained, not evaluated under ``suite``, not measured or not audited, in plan order."""
+        """The runs not trained, not evaluated under ``suite``, not measured, not audited or without the front
+        measurement, in plan order."""
         untrained, unevaluated = self.missing(root)
-        keys = {cfg.key() for cfg in untrained + unevaluated + self.unmeasured(root) + self.unaudited(root)}
+        keys = {cfg.key() for cfg in untrained + unevaluated + self.unmeasured(root) + self.unaudited(root)
+                + self.unfronted(root)}
         return [cfg for cfg in self.runs if cfg.key() in keys]
 
 

@@ -280,6 +280,32 @@ def load_or_target(run: Run, settings_name: str) -> dict[str, Any]:
     return _load_or_derive(run, target_file(settings_name), compute, torch.device("cpu"))
 
 
+def front_file(settings_name: str) -> str:
+    """File name of a run's front measurement (APGD, ``core.front.FRONTS``) under the named settings."""
+    from cnode.core.front import FRONTS
+
+    return f"front-{FRONTS[checks.one_of('front', settings_name, FRONTS)].key()}.json"
+
+
+def load_or_front(run: Run, settings_name: str) -> dict[str, Any]:
+    """The robust accuracy of a run under the front's attack suite (``cnode.core.front``, book chapter 9), cached
+    beside the run; on the run's device, on its test split."""
+    from cnode.core.front import FRONTS, measure
+
+    settings = FRONTS[checks.one_of("front", settings_name, FRONTS)]
+
+    def compute() -> dict[str, Any]:
+        images, labels = data.load(run.cfg.dataset, "test", settings.images)
+        device = resolve_device(run.cfg.device)
+        try:
+            return {"front": settings_name, **measure(run.model.to(device), images.to(device), labels.to(device),
+                                                     settings)}
+        finally:
+            run.model.cpu()
+
+    return _load_or_derive(run, front_file(settings_name), compute)
+
+
 def load_or_evaluate_all(cfgs: list[RunConfig], suite_name: str,
                          root: Path | None = None) -> list[tuple[RunConfig, dict[str, Any]]]:
     """Train (or load) and evaluate (or load) every config, with one progress bar over the runs."""
