@@ -5,9 +5,11 @@ target is that the symmetric Jacobian of every step, at the states the test imag
 ``lambda_max <= -rho``. It never asks for the weight condition (R_W = 0, certified channels), so it is not judged
 by it. This module measures the share of (test image, Euler step) pairs that meet the target, by Lanczos on the
 first test images, and re-checks the pairs nearest to ``-rho`` and the worst ones with dense eigenvalues. Lanczos
-estimates ``lambda_max`` from below, so a pair just under ``-rho`` by Lanczos may be above it: the share that
-decides counts a pair only when its estimate plus the largest underestimate the model's dense re-checks found is
-at most ``-rho``. The target is met when at least ``MET_SHARE`` of the pairs meet it so.
+estimates ``lambda_max`` from below: with the 60 products training uses, pairs near ``-rho`` sit 0.01-0.06 too
+low, so this measurement runs 300 (within 1e-4 of the dense value where checked) and still counts a pair only
+when its estimate plus the largest underestimate the model's dense re-checks found is at most ``-rho``. The share
+by the training's own estimator is kept beside it. The target is met when at least ``MET_SHARE`` of the pairs
+meet it.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ MET_SHARE = 0.95
 
 @dataclass(frozen=True)
 class TargetSettings(Hashed):
-    """``images`` first test images, ``lanczos_iters`` Lanczos products per (image, step) pair (the mechanism
-    measurement's), and dense re-checks of the ``dense_near`` pairs nearest to ``-rho`` and the ``dense_worst``
-    pairs with the largest estimate (each a (C 28 28)^2 eigenproblem: about 20 s on 2 CPU cores)."""
+    """``images`` first test images, ``lanczos_iters`` Lanczos products per (image, step) pair, and dense
+    re-checks of the ``dense_near`` pairs nearest to ``-rho`` and the ``dense_worst`` pairs with the largest
+    estimate (each a (C 28 28)^2 eigenproblem: about 10-20 s on one CPU core)."""
 
     images: int = 100
-    lanczos_iters: int = 60
+    lanczos_iters: int = 300
     dense_near: int = 10
     dense_worst: int = 10
     seed: int = 0
@@ -51,7 +53,7 @@ class TargetSettings(Hashed):
 #: ``smoke`` for tests; ``paper`` with 20 dense re-checks (chapter 3's Jacobian models); ``search`` with 4 (the
 #: many Jacobian settings of the horizon chapter and the rho search).
 TARGETS: dict[str, TargetSettings] = {
-    "smoke": TargetSettings(images=8, dense_near=1, dense_worst=1),
+    "smoke": TargetSettings(images=8, lanczos_iters=100, dense_near=1, dense_worst=1),
     "paper": TargetSettings(),
     "search": TargetSettings(dense_near=2, dense_worst=2),
 }
@@ -66,7 +68,8 @@ def dense_picks(lam: Tensor, rho: float, near: int, worst: int) -> list[tuple[in
     return [divmod(i, lam.shape[1]) for i in order_near + order_worst]
 
 
-def measure(model: ConvNODE, rho: float, images: Tensor, settings: TargetSettings) -> dict[str, Any]:
+def measure(model: ConvNODE, rho: float, images: Tensor, settings: TargetSettings,
+            training_iters: int) -> dict[str, Any]:
     """The share of (image, step) pairs with ``lambda_max <= -rho`` on the first ``settings.images`` of ``images``
     (N, 1, H, W): ``lanczos_share`` by the estimates, ``share`` after adding the largest ``underestimate`` of the
     dense re-checks; ``met`` when ``share`` is at least ``MET_SHARE``. Shares are
@@ -75,6 +78,7 @@ def measure(model: ConvNODE, rho: float, images: Tensor, settings: TargetSetting
     model.eval()
     u = images[:settings.images]
     lam = trajectory_lambda_max(model, u, settings.lanczos_iters, torch.Generator().manual_seed(settings.seed))
+    trained = trajectory_lambda_max(model, u, training_iters, torch.Generator().manual_seed(settings.seed))
     dense = []
     for k, i in dense_picks(lam, rho, settings.dense_near, settings.dense_worst):
         exact = dense_lambda_max(model, u[i:i + 1], k)
@@ -86,6 +90,7 @@ def measure(model: ConvNODE, rho: float, images: Tensor, settings: TargetSetting
     q = torch.quantile(lam.double().flatten(), torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64)).tolist()
     return {"settings": dataclasses.asdict(settings), "rho": rho, "pairs": lam.numel(), "lanczos_share": share,
             "underestimate": under, "share": counted, "met": counted >= MET_SHARE,
+            "training_share": (trained <= -rho).double().mean().item(),
             "contracting_share": (lam < 0).double().mean().item(),
             "lambda_max": lam.max().item(), "lambda_q05": q[0], "lambda_median": q[1], "lambda_q95": q[2],
             "dense": dense, "dense_disagree": sum(not d["agrees"] for d in dense),

@@ -275,7 +275,8 @@ def load_or_target(run: Run, settings_name: str) -> dict[str, Any]:
 
     def compute() -> dict[str, Any]:
         images, _ = data.load(run.cfg.dataset, "test", settings.images)
-        return {"target": settings_name, **measure(run.model.cpu(), run.cfg.rho, images, settings)}
+        return {"target": settings_name, **measure(run.model.cpu(), run.cfg.rho, images, settings,
+                                                   run.cfg.jacobian_iters)}
 
     return _load_or_derive(run, target_file(settings_name), compute, torch.device("cpu"))
 
