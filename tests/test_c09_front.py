@@ -64,3 +64,22 @@ def test_regularized_recipes_are_contractive_whatever_their_init(recipe):
     from cnode.core.config import RunConfig
 
     assert c09_front.family(RunConfig.from_profile("smoke", regularizer=recipe, init="default")) == "contractive"
+
+
+#: the chapter's tiny parameters (about a minute on 2 cores: 14 smoke runs, each attacked)
+PARAMS = dict(profile="smoke", datasets=["mnist"], seeds=[0, 1], suite="smoke", front="smoke", target="smoke",
+              reuse=False, weight_decays=[1e-3], eps=0.1)
+
+
+def check(values: dict, store) -> None:
+    assert values["answer_mnist"] in ("yes", "no")
+    assert values["tbl_front_mnist"].count("\n") == 2 + 7  # header, rule, 7 recipes
+    assert "no matched baseline" in values["tbl_rule_mnist"] or "does not" in values["tbl_rule_mnist"] \
+        or "beats the baselines" in values["tbl_rule_mnist"]
+
+
+@pytest.mark.notebook
+def test_smoke_run(tmp_path, monkeypatch):
+    from notebooks import smoke_run
+
+    smoke_run("09_front", PARAMS, check, tmp_path, monkeypatch)

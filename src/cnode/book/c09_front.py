@@ -14,11 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
+from cnode.book.tables import DATASET_NAMES
 from cnode.core import stats
 from cnode.core.config import RunConfig
+from cnode.core.front import robust
 from cnode.runs.plans import Plan, checked_seeds
 
 #: a baseline is matched to a contractive recipe when its mean clean accuracy is at least the recipe's minus this
@@ -85,6 +89,14 @@ def beats_baselines(points: pd.DataFrame, margin: float = MATCH, alpha: float = 
     return frame
 
 
+def rule_display(found: pd.DataFrame) -> pd.DataFrame:
+    """``beats_baselines``'s frame for the page: per contractive recipe its best matched baseline, the difference
+    in robust accuracy with its seed-level interval (a dash without a matched baseline), and the verdict."""
+    text = ["–" if np.isnan(r.diff) else f"{r.diff:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]" for r in found.itertuples()]
+    return found.assign(**{"difference [seed 95 %]": text}).set_index("recipe")[
+        ["best matched baseline", "difference [seed 95 %]", "verdict"]]
+
+
 def worth_it(verdicts: pd.DataFrame) -> bool:
     """Contractivity is worth it on a front when some contractive recipe beats the baselines."""
     return bool((verdicts["verdict"] == "beats the baselines").any())
@@ -101,6 +113,122 @@ def non_dominated(means: pd.DataFrame) -> list[str]:
         if not dominated:
             keep.append(name)
     return sorted(keep, key=lambda n: means.loc[n, "clean"])
+
+
+#: the figure's marker per group of recipes
+MARKERS = {"paper's setting": "*", "contractive": "o", "init ablation": "s", "weight decay": "v",
+           "adversarial training": "D", "CNN": "P", "vanilla": "X"}
+
+
+def recipe(cfg: RunConfig) -> str:
+    """The recipe's name on the page: model or regularizer, then what differs from the book's default (rate,
+    weight, horizon, init, weight decay, adversarial training); seeds are not part of it."""
+    name = "CNN" if cfg.model == "cnn" else "vanilla" if cfg.regularizer == "none" else cfg.regularizer
+    if cfg.regularizer != "none":
+        name += f" rho={cfg.rho:g}"
+        if cfg.gamma != 1.0:
+            name += f" gamma={cfg.gamma:g}"
+    if cfg.T != 0.1:
+        name += f" T={cfg.T:g}"
+    if cfg.model == "cnode" and cfg.init != ("default" if cfg.regularizer == "none" else "contractive"):
+        name += " (-5I init)" if cfg.init == "contractive" else " (default init)"
+    if cfg.weight_decay:
+        name += f" + wd {cfg.weight_decay:g}"
+    if cfg.adv_eps:
+        name += f" + adv {cfg.adv_eps:g}"
+    return name
+
+
+def group(cfg: RunConfig) -> str:
+    """The figure's family of a recipe (``MARKERS``)."""
+    if cfg.adv_eps:
+        return "adversarial training"
+    if cfg.model == "cnn":
+        return "CNN"
+    if cfg.model == "cnode" and cfg.init != ("default" if cfg.regularizer == "none" else "contractive"):
+        return "init ablation"
+    if cfg.weight_decay:
+        return "weight decay"
+    if cfg.regularizer == "none":
+        return "vanilla"
+    paper = cfg.rho == 1.0 and cfg.gamma == 1.0 and cfg.T == 0.1
+    return "paper's setting" if paper else "contractive"
+
+
+def points(runs: list[tuple[RunConfig, dict[str, Any], dict[str, Any], dict[str, Any]]], eps: float
+           ) -> pd.DataFrame:
+    """One row per run: dataset, recipe, family, group, seed, clean (all test images), robust (the front's attack
+    suite at ``eps``, its images), and certificates: ``weight condition`` (final R_W = 0 and certified rate >= rho),
+    ``Euler map`` (every step contracts), ``Jacobian target`` (``core.target``'s ``met``; Jacobian runs).
+    ``runs``: (config, evaluation, front measurement, final record with ``euler_h_limit`` and, for Jacobian
+    runs, ``target_met``)."""
+    rows = []
+    for cfg, ev, front, final in runs:
+        rates = final.get("certified_rate") or [float("-inf")]
+        rows.append({"dataset": cfg.dataset, "recipe": recipe(cfg), "family": family(cfg), "group": group(cfg),
+                     "seed": cfg.seed, "clean": float(ev["clean"]), "robust": robust(front, eps),
+                     "weight condition": cfg.model == "cnode" and final.get("weight_reg", 1.0) == 0
+                     and min(rates) >= cfg.rho,
+                     "Euler map": cfg.model == "cnode" and cfg.h < final.get("euler_h_limit", 0.0),
+                     "Jacobian target": bool(final.get("target_met", False))})
+    return pd.DataFrame(rows)
+
+
+def summary(front: pd.DataFrame) -> pd.DataFrame:
+    """Per recipe of one front: family, group, mean and seed sd of both accuracies, seeds, and in how many seeds
+    each certificate holds."""
+    grouped = front.groupby("recipe", sort=False)
+    out = grouped.agg(family=("family", "first"), group=("group", "first"), clean=("clean", "mean"),
+                      clean_sd=("clean", "std"), robust=("robust", "mean"), robust_sd=("robust", "std"),
+                      seeds=("seed", "count"), weight_condition=("weight condition", "sum"),
+                      euler_map=("Euler map", "sum"), jacobian_target=("Jacobian target", "sum"))
+    return out.fillna({"clean_sd": 0.0, "robust_sd": 0.0})
+
+
+def init_share(front: pd.DataFrame, regularizer: str) -> dict[str, Any]:
+    """How much of a regularized model's robust gain over the vanilla CNODE the init alone gives: per seed,
+    (acc(vanilla, -5I) - acc(vanilla, default)) / (acc(regularizer, -5I) - acc(vanilla, default)), then the mean
+    with its seed-level t-interval (``stats.seed_interval`` of the per-seed shares)."""
+    by = front.set_index(["recipe", "seed"])["robust"]
+    base, init, reg = "vanilla", "vanilla (-5I init)", f"{regularizer} rho=1"
+    seeds = sorted(set(by[base].index) & set(by[init].index) & set(by[reg].index))
+    shares = [(by[(init, s)] - by[(base, s)]) / (by[(reg, s)] - by[(base, s)]) for s in seeds]
+    return stats.seed_interval(shares) if len(shares) > 1 else {"diff": float(np.mean(shares)), "lo": np.nan,
+                                                                  "hi": np.nan, "seeds": len(shares)}
+
+
+def init_table(front: pd.DataFrame) -> pd.DataFrame:
+    """2 inits x 3 regularizers of one front: mean robust accuracy (and clean in brackets) over seeds."""
+    cells = {}
+    for reg, name in (("none", "vanilla"), ("weight", "weight rho=1"), ("jacobian", "jacobian rho=1")):
+        default = name if reg == "none" else f"{name} (default init)"
+        authors = f"{name} (-5I init)" if reg == "none" else name
+        cells[reg] = {}
+        for init, rec in (("default", default), ("-5 I", authors)):
+            part = front[front["recipe"] == rec]
+            cells[reg][init] = (f"{part['robust'].mean():.3f} ({part['clean'].mean():.3f})" if len(part) else "not run")
+    return pd.DataFrame(cells).rename_axis("init").rename(columns={"none": "vanilla"})
+
+
+def front_figure(summaries: dict[str, pd.DataFrame], eps: float) -> Figure:
+    """One panel per dataset: every recipe at (mean clean, mean robust) with seed sd bars in both axes, marked by
+    group; the non-dominated recipes joined by a line."""
+    fig, axes = plt.subplots(1, len(summaries), figsize=(5.2 * len(summaries), 4.4), squeeze=False)
+    for ax, (dataset, table) in zip(axes[0], summaries.items(), strict=True):
+        for grp, marker in MARKERS.items():
+            part = table[table["group"] == grp]
+            if len(part):
+                ax.errorbar(part["clean"], part["robust"], xerr=part["clean_sd"], yerr=part["robust_sd"], fmt=marker,
+                            ms=7 if marker == "*" else 5, capsize=2, label=grp, alpha=0.85)
+        line = table.loc[non_dominated(table[["clean", "robust"]])]
+        ax.plot(line["clean"], line["robust"], "k--", lw=0.8, label="non-dominated")
+        ax.set_title(DATASET_NAMES.get(dataset, dataset), fontsize="small")
+        ax.set_xlabel("clean accuracy (all test images)")
+        ax.set_ylabel(f"robust accuracy, APGD eps = {eps:g}")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    return fig
 
 
 def reused_runs(profile: str, datasets: list[str], seeds: list[int], device: str = "auto") -> list[RunConfig]:
@@ -133,11 +261,12 @@ def reused_runs(profile: str, datasets: list[str], seeds: list[int], device: str
 
 
 def plan(p: Mapping[str, Any]) -> Plan:
-    """The chapter's new runs (``front_runs``), then the reused stored ones (``reused_runs``), each evaluated under
+    """The chapter's new runs (``front_runs``), then the reused stored ones (``reused_runs``, with ``reuse``), each
+    evaluated under
     ``suite`` and measured under the front's attack suite ``front`` (none when empty: training first)."""
     adv = {"mnist": p["adv_eps_mnist"], "fashion": p["adv_eps_fashion"]}
     new = front_runs(p["profile"], p["datasets"], p["seeds"], p["rho"], p["weight_decays"], adv, p["device"])
-    reused = reused_runs(p["profile"], p["datasets"], p["seeds"], p["device"])
+    reused = reused_runs(p["profile"], p["datasets"], p["seeds"], p["device"]) if p["reuse"] else []
     keys = {cfg.key() for cfg in new}
     return Plan("09_front", tuple(new + [cfg for cfg in reused if cfg.key() not in keys]), p["suite"],
                 front=p["front"] or None)
