@@ -48,7 +48,12 @@ def test_the_plan_holds_the_init_ablation_adversarial_training_and_weight_decay_
     runs = c09_front.front_runs("paper", ["mnist", "fashion"], [0, 1, 2], 1.0, [1e-4, 1e-3, 3e-2],
                                 {"mnist": 0.1, "fashion": 0.05})
     assert len(runs) == 2 * 3 * (3 + 3 + 3)  # datasets x seeds x (init, adversarial, weight decays)
-    assert registry.plan("09_front", {"profile": "paper"}).runs[:54] == tuple(runs)  # the new runs come first
+    planned = registry.plan("09_front", {"profile": "paper"}).runs
+    assert planned[:54] == tuple(runs)  # the new runs come first, then the certifiable point
+    cert = planned[54:60]
+    assert [c.model for c in cert] == ["cnode", "cnn"] * 3 and all(c.op_norm == 1.0 for c in cert)
+    assert cert[0].T == 1.0 and cert[0].steps == 100 and cert[0].flow_norm == 12.0 and cert[0].regularizer == "weight"
+    assert 2 * cert[0].rho / cert[0].flow_norm ** 2 > cert[0].h  # the Euler step can contract at this norm
     assert [c.label() for c in runs[:3]] == ["cnode/none init=contractive seed=0",
                                              "cnode/weight rho=1 init=default seed=0",
                                              "cnode/jacobian rho=1 init=default seed=0"]
@@ -68,7 +73,7 @@ def test_regularized_recipes_are_contractive_whatever_their_init(recipe):
 
 #: the chapter's tiny parameters (about a minute on 2 cores: 14 smoke runs, each attacked)
 PARAMS = dict(profile="smoke", datasets=["mnist"], seeds=[0, 1], suite="smoke", front="smoke", target="smoke",
-              reuse=False, weight_decays=[1e-3], eps=0.1)
+              reuse=False, weight_decays=[1e-3], eps=0.1, cert_dataset="")
 
 
 def check(values: dict, store) -> None:

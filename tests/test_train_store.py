@@ -216,3 +216,38 @@ def test_the_front_measurement_is_stored_beside_the_run_and_never_above_clean(tm
     assert row["eps"] == 0.1 and row["n"] == 32 and set(row["after"]) == {"APGD-CE", "APGD-DLR"}
     assert unpack_bits(row["correct"], 32).mean() == pytest.approx(row["acc"]) and row["acc"] <= found["clean_subset"]
     assert store.load_or_front(run, "smoke") == found and list(run.path.glob("front-*.json"))
+
+
+def test_the_certificate_survives_the_margin_attack(tmp_path):
+    """The certifiable point's training (operator norms projected every step) on a smoke CNODE and CNN: L2 PGD
+    on the logit margin, at each certified image's own radius, never changes a certified prediction, and no
+    attacked or random pair moves the logits by more than the bound allows."""
+    import math
+
+    from cnode.core import data, lipschitz
+    from cnode.core.perturbations import pgd
+
+    x, y = data.load("mnist", "test", 48)
+    certified_somewhere = 0
+    for kw in (dict(regularizer="weight", op_norm=1.0, flow_norm=8.0), dict(model="cnn", op_norm=1.0)):
+        model = store.load_or_train(RunConfig.from_profile("smoke", train_subset=2048, epochs=3, **kw),
+                                    tmp_path).model.eval()
+        bound = lipschitz.lipschitz_bound(model)["total"]
+        assert bound <= 1.0 + 1e-6  # input and head at most 1, flow (or the CNN's convs) at most 1
+        with torch.no_grad():
+            logits = model(x)
+        radius = lipschitz.certified_radius(logits, y, bound)
+        for i in torch.nonzero(radius > 0).flatten().tolist():
+            adv = pgd(model, x[i:i + 1], y[i:i + 1], 0.999 * radius[i].item(), 50, 0.05 * radius[i].item(),
+                      restarts=2, loss="margin", generator=torch.Generator().manual_seed(i), norm="l2")
+            with torch.no_grad():
+                moved = model(adv)
+            assert moved.argmax(1).item() == y[i].item()
+            change = (moved - logits[i:i + 1]).norm().item()
+            assert change <= bound * (adv - x[i:i + 1]).norm().item() * (1 + 1e-5) + 1e-6
+            certified_somewhere += 1
+        noise = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+        with torch.no_grad():
+            change = (model(noise) - logits).norm(dim=1)
+        assert (change <= bound * (noise - x).flatten(1).norm(dim=1) * (1 + 1e-5) + 1e-6).all()
+    assert certified_somewhere > 10 and not math.isnan(bound)

@@ -30,9 +30,13 @@ MATCH = 0.005
 
 
 def front_runs(profile: str, datasets: list[str], seeds: list[int], rho: float, weight_decays: list[float],
-               adv_eps: Mapping[str, float], device: str = "auto") -> list[RunConfig]:
-    """The chapter's new runs in the issue's priority order: the init ablation, adversarial training at
-    ``adv_eps[dataset]``, then the weight-decay curve; per dataset and seed within each."""
+               adv_eps: Mapping[str, float], device: str = "auto",
+               certifiable: Mapping[str, Any] | None = None) -> list[RunConfig]:
+    """The chapter's new runs in their priority order: the init ablation, adversarial training at
+    ``adv_eps[dataset]``, the weight-decay curve (per dataset and seed within each), then the certifiable point
+    on ``certifiable["dataset"]``: a weight-regularized CNODE over ``T`` with ``steps`` Euler steps whose input
+    layer and head have operator norm at most 1 and whose flow kernels at most ``flow_norm`` (so that each Euler
+    step contracts once the weight condition holds), beside a CNN whose every layer has operator norm at most 1."""
     groups: list[list[tuple[str, dict[str, Any]]]] = [
         [("init", dict(init="contractive")), ("init", dict(regularizer="weight", rho=rho, init="default")),
          ("init", dict(regularizer="jacobian", rho=rho, init="default"))],
@@ -47,6 +51,13 @@ def front_runs(profile: str, datasets: list[str], seeds: list[int], rho: float, 
                     adv = {"adv_eps": adv_eps[dataset]} if kind == "adv" else {}
                     runs.append(RunConfig.from_profile(profile, dataset=dataset, seed=seed, device=device,
                                                        **extra, **adv))
+    if certifiable:
+        for seed in checked_seeds(seeds):
+            common = dict(dataset=certifiable["dataset"], seed=seed, device=device, op_norm=1.0)
+            runs.append(RunConfig.from_profile(profile, regularizer="weight", rho=rho, T=certifiable["T"],
+                                               steps=certifiable["steps"], flow_norm=certifiable["flow_norm"],
+                                               **common))
+            runs.append(RunConfig.from_profile(profile, model="cnn", **common))
     return runs
 
 
@@ -117,7 +128,7 @@ def non_dominated(means: pd.DataFrame) -> list[str]:
 
 #: the figure's marker per group of recipes
 MARKERS = {"paper's setting": "*", "contractive": "o", "init ablation": "s", "weight decay": "v",
-           "adversarial training": "D", "CNN": "P", "vanilla": "X"}
+           "adversarial training": "D", "CNN": "P", "vanilla": "X", "certifiable": "h"}
 
 
 def recipe(cfg: RunConfig) -> str:
@@ -130,6 +141,10 @@ def recipe(cfg: RunConfig) -> str:
             name += f" gamma={cfg.gamma:g}"
     if cfg.T != 0.1:
         name += f" T={cfg.T:g}"
+    if cfg.model == "cnode" and cfg.steps != 10:
+        name += f" (N={cfg.steps})"
+    if cfg.op_norm:
+        name += " (norms bounded)"
     if cfg.model == "cnode" and cfg.init != ("default" if cfg.regularizer == "none" else "contractive"):
         name += " (-5I init)" if cfg.init == "contractive" else " (default init)"
     if cfg.weight_decay:
@@ -141,6 +156,8 @@ def recipe(cfg: RunConfig) -> str:
 
 def group(cfg: RunConfig) -> str:
     """The figure's family of a recipe (``MARKERS``)."""
+    if cfg.op_norm:
+        return "certifiable"
     if cfg.adv_eps:
         return "adversarial training"
     if cfg.model == "cnn":
@@ -265,7 +282,10 @@ def plan(p: Mapping[str, Any]) -> Plan:
     evaluated under
     ``suite`` and measured under the front's attack suite ``front`` (none when empty: training first)."""
     adv = {"mnist": p["adv_eps_mnist"], "fashion": p["adv_eps_fashion"]}
-    new = front_runs(p["profile"], p["datasets"], p["seeds"], p["rho"], p["weight_decays"], adv, p["device"])
+    certifiable = ({"dataset": p["cert_dataset"], "T": p["cert_T"], "steps": p["cert_steps"],
+                    "flow_norm": p["cert_flow_norm"]} if p["cert_dataset"] in p["datasets"] else None)
+    new = front_runs(p["profile"], p["datasets"], p["seeds"], p["rho"], p["weight_decays"], adv, p["device"],
+                     certifiable)
     reused = reused_runs(p["profile"], p["datasets"], p["seeds"], p["device"]) if p["reuse"] else []
     keys = {cfg.key() for cfg in new}
     return Plan("09_front", tuple(new + [cfg for cfg in reused if cfg.key() not in keys]), p["suite"],

@@ -65,6 +65,8 @@ class RunConfig(Hashed):
     weight_decay: float = 0.0  # L2 coefficient of the optimizer, on every parameter (in the key if set)
     adv_eps: float = 0.0  # adversarial training: FGSM-RS at this L-inf eps on every batch (0: none; in the key if set)
     adv_step: float = 1.25  # its step, in units of adv_eps (Wong et al.'s 1.25; in the key if not 1.25)
+    op_norm: float = 0.0  # > 0: input conv and head (CNN: every conv) projected to this operator norm every step
+    flow_norm: float = 0.0  # > 0: every flow kernel's convolution projected to this operator norm every step
 
     def __post_init__(self) -> None:
         self._normalize_numbers()
@@ -100,6 +102,10 @@ class RunConfig(Hashed):
         checks.nonnegative("weight_decay", self.weight_decay)
         checks.nonnegative("adv_eps", self.adv_eps)
         checks.positive("adv_step", self.adv_step)
+        checks.nonnegative("op_norm", self.op_norm)
+        checks.nonnegative("flow_norm", self.flow_norm)
+        if self.flow_norm and self.model != "cnode":
+            raise ValueError("flow_norm bounds the flow kernels of a cnode; the cnn's convs take op_norm")
 
     def _normalize_numbers(self) -> None:
         """Every numeric field as its declared type: an int where a float is declared becomes that float, an
@@ -135,7 +141,8 @@ class RunConfig(Hashed):
     #: where and how fast, not what
     KEPT_OUT: ClassVar[tuple[str, ...]] = ("device", "compile")
     #: fields added after results were stored, with the default at which they stay out of the key
-    LATER: ClassVar[dict[str, Any]] = {"precision": "float32", "weight_decay": 0.0, "adv_eps": 0.0, "adv_step": 1.25}
+    LATER: ClassVar[dict[str, Any]] = {"precision": "float32", "weight_decay": 0.0, "adv_eps": 0.0, "adv_step": 1.25,
+                                       "op_norm": 0.0, "flow_norm": 0.0}
     KEY_DIGITS: ClassVar[int] = 12
 
     def identity(self) -> dict[str, Any]:
@@ -157,6 +164,8 @@ class RunConfig(Hashed):
         rho = f" rho={self.rho:g}" if self.regularizer != "none" else ""
         wd = f" wd={self.weight_decay:g}" if self.weight_decay else ""
         adv = f" adv={self.adv_eps:g}" if self.adv_eps else ""
+        adv += f" op<={self.op_norm:g}" if self.op_norm else ""
+        adv += f" flow<={self.flow_norm:g}" if self.flow_norm else ""
         init = f" init={self.init}" if self.model == "cnode" and self.init != (
             "default" if self.regularizer == "none" else "contractive") else ""
         return f"{self.model}{reg}{rho}{wd}{adv}{init} seed={self.seed}"

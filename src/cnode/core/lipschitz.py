@@ -102,6 +102,30 @@ def lipschitz_bound(model: nn.Module, size: int = 28) -> dict[str, float | list[
     return {"input": inp, "steps": steps, "flow": flow, "head": head, "total": inp * flow * head}
 
 
+def _scale_to(weight: Tensor, norm: float, limit: float) -> None:
+    """Scale ``weight`` in place so that its operator norm ``norm`` (an upper bound) is at most ``limit``."""
+    if norm > limit:
+        weight.mul_(limit / norm)
+
+
+@torch.no_grad()
+def project(model: nn.Module, op_norm: float, flow_norm: float, size: int = 28) -> None:
+    """Bound operator norms in place (a projection after every optimizer step, book chapter 9's certifiable
+    point): with ``op_norm`` > 0 the input conv, the head and, for a CNN, every conv to ``op_norm`` (eq.
+    ``fft-norm`` for convolutions, the spectral norm for the head); with ``flow_norm`` > 0 every flow kernel of a
+    ConvNODE to ``flow_norm``. A scaled-down weight keeps its direction; ``spectral_norm`` on a Conv2d would bound
+    the reshaped kernel, not the convolution, and certify nothing."""
+    if op_norm > 0:
+        layers = [model.inp] + (list(model.convs) if isinstance(model, CNN) else [])
+        for conv in layers:
+            _scale_to(conv.weight, conv_spectral_norm(conv.weight, size), op_norm)
+        head = model.head.weight
+        _scale_to(head, torch.linalg.matrix_norm(head.detach().double(), ord=2).item(), op_norm)
+    if flow_norm > 0 and isinstance(model, ConvNODE):
+        for conv in model.convs:
+            _scale_to(conv.weight, conv_spectral_norm(conv.weight, size), flow_norm)
+
+
 def margins(logits: Tensor) -> Tensor:
     """Per row of (B, classes) logits: top logit minus the runner-up (>= 0)."""
     top = logits.topk(2, dim=1).values

@@ -20,6 +20,7 @@ from cnode.core import data, regularizers
 from cnode.core.config import RunConfig
 from cnode.core.contraction import certified_rate, weight_margin
 from cnode.core.evaluate import accuracy
+from cnode.core.lipschitz import project
 from cnode.core.models import CNN, ConvNODE
 from cnode.core.perturbations import fgsm, fgsm_rs, pgd
 
@@ -156,6 +157,7 @@ def train(cfg: RunConfig, resume: dict[str, Any] | None = None,
     """
     device = resolve_device(cfg.device)
     model = build_model(cfg).to(device)
+    project(model, cfg.op_norm, cfg.flow_norm)  # no-op unless the config bounds operator norms
     optimizer = make_optimizer(model, cfg)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=cfg.lr_decay)
     history: list[dict[str, Any]] = []
@@ -186,6 +188,8 @@ def train(cfg: RunConfig, resume: dict[str, Any] | None = None,
             # a short last batch runs eagerly: the same math, without compiling a second graph for its shape
             forward = fast if len(idx) == cfg.batch_size else model
             loss, ce, reg, logits = train_step(model, optimizer, cfg, x, y, gen, warm, forward)
+            if cfg.op_norm or cfg.flow_norm:
+                project(model, cfg.op_norm, cfg.flow_norm)
             if not torch.isfinite(loss):
                 raise TrainingError(f"{cfg.label()}: loss became {loss.item()} at epoch {epoch + 1}, step {step + 1};"
                                     f" lower lr (now {cfg.lr}) or gamma (now {cfg.gamma})")
