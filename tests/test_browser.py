@@ -52,6 +52,8 @@ return {
   tables: article.querySelectorAll('table').length,
   mathjax: document.querySelectorAll('mjx-container').length,
   errors: article.querySelectorAll('.traceback, .output.error').length,
+  title: document.title,
+  sidebar: (document.querySelector('#bd-docs-nav, nav.bd-links') || {innerText: ''}).innerText,
 };
 """
 
@@ -158,6 +160,9 @@ def test_page_shows_what_its_source_promises(page: str, server: str, driver) -> 
         problems.append("math is not typeset (no MathJax elements)")
     if "\\(" in seen["text"] or "\\[" in seen["text"]:
         problems.append("raw TeX delimiters in the text")
+    for where in ("title", "sidebar"):  # titles are plain text: pages without math show them untypeset
+        if any(mark in seen[where] for mark in ("\\(", "$", "\\rho")):
+            problems.append(f"raw TeX in the {where}: {seen[where][:200]!r}")
     remote = sorted({url for url in requested_urls(driver) if not is_local(url)})
     if remote:
         problems.append(f"requests to non-local URLs: {remote}")
