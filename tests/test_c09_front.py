@@ -73,14 +73,17 @@ def test_regularized_recipes_are_contractive_whatever_their_init(recipe):
 
 #: the chapter's tiny parameters (about a minute on 2 cores: 14 smoke runs, each attacked)
 PARAMS = dict(profile="smoke", datasets=["mnist"], seeds=[0, 1], suite="smoke", front="smoke", target="smoke",
-              reuse=False, weight_decays=[1e-3], eps=0.1, cert_dataset="")
+              reuse=False, weight_decays=[1e-3], eps=0.1, cert_dataset="", standard="smoke")
 
 
 def check(values: dict, store) -> None:
-    assert values["answer_mnist"] in ("yes", "no")
+    assert values["n_points"] == 14 and values["not_run_text"].startswith("Every planned run")
     assert values["tbl_front_mnist"].count("\n") == 2 + 7  # header, rule, 7 recipes
-    assert "no matched baseline" in values["tbl_rule_mnist"] or "does not" in values["tbl_rule_mnist"] \
-        or "beats the baselines" in values["tbl_rule_mnist"]
+    rows = [line for line in values["tbl_rule_mnist"].splitlines()[2:] if line.strip()]
+    assert len(rows) == 3  # the contractive recipes: both regularizers with the default init, weight + adv
+    yes = any("beats the baselines" in line for line in rows)
+    assert values["answer_mnist"] == ("yes" if yes else "no")
+    assert values["adv_collapsed"].endswith("of 6") and values["aa_max"] == 0.0  # the same suite twice in smoke
 
 
 @pytest.mark.notebook
@@ -88,3 +91,9 @@ def test_smoke_run(tmp_path, monkeypatch):
     from notebooks import smoke_run
 
     smoke_run("09_front", PARAMS, check, tmp_path, monkeypatch)
+
+
+def test_a_front_without_contractive_recipes_answers_no():
+    front = _front({"CNN": ("baseline", [0.96, 0.97], [0.3, 0.31])})
+    found = c09_front.beats_baselines(front)
+    assert found.empty and not c09_front.worth_it(found)

@@ -91,7 +91,8 @@ def beats_baselines(points: pd.DataFrame, margin: float = MATCH, alpha: float = 
         rows.append({"recipe": recipe, "clean": means.loc[recipe, "clean"], "robust": means.loc[recipe, "robust"],
                      "best matched baseline": best, "matched": len(matched), "diff": found["diff"],
                      "lo": found["lo"], "hi": found["hi"], "p": found["p"]})
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=["recipe", "clean", "robust", "best matched baseline", "matched", "diff", "lo",
+                                        "hi", "p"])
     tested = frame["p"].notna()
     rejected = dict(zip(frame.index[tested], stats.holm(frame.loc[tested, "p"].tolist(), alpha), strict=True))
     frame["verdict"] = ["no matched baseline" if not tested[i] else
@@ -141,7 +142,7 @@ def recipe(cfg: RunConfig) -> str:
             name += f" gamma={cfg.gamma:g}"
     if cfg.T != 0.1:
         name += f" T={cfg.T:g}"
-    if cfg.model == "cnode" and cfg.steps != 10:
+    if cfg.model == "cnode" and cfg.steps != RunConfig.from_profile(cfg.profile).steps:
         name += f" (N={cfg.steps})"
     if cfg.op_norm:
         name += " (norms bounded)"
@@ -225,6 +226,41 @@ def init_table(front: pd.DataFrame) -> pd.DataFrame:
             part = front[front["recipe"] == rec]
             cells[reg][init] = (f"{part['robust'].mean():.3f} ({part['clean'].mean():.3f})" if len(part) else "not run")
     return pd.DataFrame(cells).rename_axis("init").rename(columns={"none": "vanilla"})
+
+
+def overfitting(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Catastrophic overfitting of adversarial training (Wong et al.) in one run's history: PGD accuracy at the
+    training eps collapsing (below half its best earlier value, and below 0.1) while FGSM accuracy rises over
+    the same epochs. Returns the last epoch's FGSM and PGD accuracy, their best, and ``collapsed``."""
+    fgsm = [r["adv_fgsm_acc"] for r in history]
+    pgd = [r["adv_pgd_acc"] for r in history]
+    best = max(pgd)
+    collapsed = bool(pgd[-1] < min(0.5 * best, 0.1) and fgsm[-1] >= fgsm[pgd.index(best)])
+    return {"fgsm": fgsm[-1], "pgd": pgd[-1], "best pgd": best, "collapsed": collapsed}
+
+
+def certified_accuracy(model: Any, images: Any, labels: Any, radii: list[float]) -> dict[float, float]:
+    """Share of ``images`` whose certified L2 radius (chapter 7's guaranteed Lipschitz bound, eq. ``certificate``)
+    reaches each of ``radii``: the prediction is correct and provably stays so within that radius."""
+    import torch
+
+    from cnode.core import lipschitz
+
+    bound = lipschitz.lipschitz_bound(model)["total"]
+    with torch.no_grad():
+        radius = lipschitz.certified_radius(model(images), labels, bound)
+    return {r: float((radius >= r).float().mean()) for r in radii}
+
+
+def split_stored(cfgs: list[RunConfig], suite: str, front: str) -> tuple[list[RunConfig], list[RunConfig]]:
+    """(runs trained, evaluated and measured under the front's suite, runs the budget has not reached): the
+    chapter shows the first and lists the second as not run."""
+    from cnode.runs.store import METRICS, eval_file, front_file, run_dir
+
+    done = [cfg for cfg in cfgs if all((run_dir(cfg) / name).exists()
+                                       for name in (METRICS, eval_file(suite), front_file(front)))]
+    keys = {cfg.key() for cfg in done}
+    return done, [cfg for cfg in cfgs if cfg.key() not in keys]
 
 
 def front_figure(summaries: dict[str, pd.DataFrame], eps: float) -> Figure:
