@@ -123,9 +123,8 @@ def test_each_machine_has_a_file_and_the_chapter_pools_none(tmp_path: Path):
 
 
 def test_cost_chapter_reads_a_fresh_benchmark(quick: Path, tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("CNODE_RESULTS", str(tmp_path / "results"))  # the precision runs train there
-    nb = run(BOOK / "05_cost.ipynb", tmp_path / "05.ipynb", benchmark=str(quick), gpu_benchmark=str(tmp_path / "none"),
-             precision_profile="smoke", precision_seeds=[0], precision_suite="smoke")
+    monkeypatch.setenv("CNODE_RESULTS", str(tmp_path / "results"))
+    nb = run(BOOK / "05_cost.ipynb", tmp_path / "05.ipynb", benchmark=str(quick), gpu_benchmark=str(tmp_path / "none"))
     values = glued(nb)
     bench = json.loads(quick.read_text())
     assert values["ratio_weight"] == pytest.approx(bench["targets"]["weight_ratio"], abs=1e-3)

@@ -55,7 +55,8 @@ def test_bad_parameter_is_one_clear_line(tmp_path: Path):
 
 @pytest.mark.notebook
 @pytest.mark.parametrize(("parameters", "message"), [
-    (dict(rho=-1), r"unknown parameter rho; this chapter knows: datasets, profile, seeds, rhos, suite, device"),
+    (dict(rho=-1), r"unknown parameter rho; this chapter knows: datasets, profile, seeds, rhos, suite, "
+                   r"noise_suite, target, device"),
     (dict(seeds="[0]"), r"seeds must be a list, got the string '\[0\]': pass lists with -y, e.g. -y 'seeds: \[0, 1\]'"),
 ])
 def test_unknown_or_mistyped_parameter_stops_the_chapter(tmp_path: Path, monkeypatch, parameters, message):

@@ -14,7 +14,7 @@ def test_every_chapter_with_runs_has_a_plan_matching_its_parameters():
     assert list(plan.runs) == c03_robustness.robustness_runs(p3["profile"], p3["datasets"], p3["seeds"], p3["rhos"])
     assert plan.suite == p3["suite"]
     assert [cfg.regularizer for cfg in registry.plan("02_training").runs] == ["none", "weight", "jacobian"]
-    cost = registry.plan("05_cost")
+    cost = registry.plan("10_reproducing")
     assert {cfg.precision for cfg in cost.runs} == {"float32", "bfloat16"} and cost.suite == "sweep"
 
 
