@@ -11,6 +11,7 @@ import base64
 import functools
 import http.server
 import json
+import re
 import shutil
 import tempfile
 import threading
@@ -29,6 +30,8 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 LOCAL_SCHEMES = {"data", "blob", "about", "file", "chrome"}  # chrome: the browser's own resources
 
 pytestmark = pytest.mark.browser
+APPENDIX = ("book/10_reproducing",)  # the reproduction appendix may name make targets and constants
+ISSUE = re.compile(r"\bissues?\s+#?\d+|#\d+\b", re.I)
 
 WAIT_FOR_PAGE = """
 const done = arguments[arguments.length - 1];
@@ -55,6 +58,25 @@ return {
   title: document.title,
   sidebar: (document.querySelector('#bd-docs-nav, nav.bd-links') || {innerText: ''}).innerText,
 };
+"""
+
+# Every table of the article at the window's width: number cells (a number, mean ± spread, an interval) whose text takes more than one line (the
+# content's height against the cell's line height), and tables wider than the article's text column.
+MEASURE_TABLES = """
+const article = document.querySelector('article') || document.body;
+const column = article.getBoundingClientRect().width;
+const NUMBER = /^[-+\u2212\u00b1\d.,%\u00d7x\[\]()e ]+$/;  // a number, mean +- spread, an interval
+return [...article.querySelectorAll('table')].map((table, i) => {
+  const caption = (table.querySelector('caption') || {innerText: ''}).innerText.slice(0, 60);
+  const wrapped = [...table.querySelectorAll('td, th')].filter(cell => /\\d/.test(cell.innerText) && NUMBER.test(cell.innerText.trim())).filter(cell => {
+    const range = document.createRange();
+    range.selectNodeContents(cell);
+    const style = getComputedStyle(cell);
+    const line = parseFloat(style.lineHeight) || 1.2 * parseFloat(style.fontSize);
+    return range.getBoundingClientRect().height > 1.5 * line;
+  }).map(cell => cell.innerText.replace(/\\s+/g, ' ').slice(0, 40));
+  return {index: i, caption: caption, width: table.getBoundingClientRect().width, column: column, wrapped: wrapped};
+});
 """
 
 
@@ -163,7 +185,55 @@ def test_page_shows_what_its_source_promises(page: str, server: str, driver) -> 
     for where in ("title", "sidebar"):  # titles are plain text: pages without math show them untypeset
         if any(mark in seen[where] for mark in ("\\(", "$", "\\rho")):
             problems.append(f"raw TeX in the {where}: {seen[where][:200]!r}")
+    problems += table_problems(driver.execute_script(MEASURE_TABLES))
+    problems += word_problems(page, seen["text"])
     remote = sorted({url for url in requested_urls(driver) if not is_local(url)})
     if remote:
         problems.append(f"requests to non-local URLs: {remote}")
     assert not problems, f"{page}: " + "; ".join(problems)
+
+
+def table_problems(tables: list[dict]) -> list[str]:
+    """What does not fit at a 1280-pixel window: number cells on two lines, tables wider than the column."""
+    out = []
+    for t in tables:
+        name = f"table {t['index'] + 1}" + (f" ({t['caption']!r})" if t["caption"] else "")
+        if t["wrapped"]:
+            out.append(f"{name}: {len(t['wrapped'])} number cell(s) wrap onto a second line, e.g. {t['wrapped'][:3]}")
+        if t["width"] > t["column"] + 1:
+            out.append(f"{name}: {t['width']:.0f} px wide, the text column {t['column']:.0f} px")
+    return out
+
+
+def word_problems(page: str, text: str) -> list[str]:
+    """Project words in a reader's page (the reproduction appendix excepted): issue references, upper-case
+    constants of ``src/``, ``make`` targets."""
+    if page in APPENDIX:
+        return []
+    found = [m.group(0) for m in ISSUE.finditer(text)]
+    found += sorted({w for w in re.findall(r"\b[A-Z][A-Z0-9_]{2,}\b", text) if w in source_constants()})
+    found += sorted({m.group(0) for m in re.finditer(r"\bmake ([a-z][\w-]*)", text) if m.group(1) in make_targets()})
+    return [f"project words in the text: {found[:8]}"] if found else []
+
+
+@functools.cache
+def source_constants() -> frozenset[str]:
+    """Module-level upper-case names of ``src/cnode`` (``PAPER_GRID``, ``TARGETS``, ...)."""
+    names = set()
+    for path in (ROOT / "src" / "cnode").rglob("*.py"):
+        names |= set(re.findall(r"^([A-Z][A-Z0-9_]*_[A-Z0-9_]+|[A-Z]{4,})\s*[:=]", path.read_text(), re.M))
+    return frozenset(names)
+
+
+@functools.cache
+def make_targets() -> frozenset[str]:
+    return frozenset(re.findall(r"^([a-z][\w-]*):", (ROOT / "Makefile").read_text(), re.M))
+
+
+def test_word_and_table_checks_catch_what_they_should() -> None:
+    assert word_problems("book/03_robustness", "as issue 11 found, PAPER_GRID holds it; run make bench")
+    assert word_problems("book/03_robustness", "see issue #4")
+    assert not word_problems("book/03_robustness", "MNIST and FashionMNIST, the CNN, PGD at eps 0.05")
+    assert not word_problems(APPENDIX[0], "make bench measures PAPER_GRID")
+    assert table_problems([{"index": 0, "caption": "", "width": 900, "column": 800, "wrapped": ["0.95 ± 0.01"]}])
+    assert not table_problems([{"index": 0, "caption": "", "width": 700, "column": 800, "wrapped": []}])
