@@ -57,25 +57,32 @@ return {
   errors: article.querySelectorAll('.traceback, .output.error').length,
   title: document.title,
   sidebar: (document.querySelector('#bd-docs-nav, nav.bd-links') || {innerText: ''}).innerText,
+  prose: (() => { const copy = article.cloneNode(true);  // what a reader reads: the page without code sources
+                  copy.querySelectorAll('.cell_input, .highlight').forEach(e => e.remove());
+                  return copy.textContent; })(),
 };
 """
 
-# Every table of the article at the window's width: number cells (a number, mean ± spread, an interval) whose text takes more than one line (the
-# content's height against the cell's line height), and tables wider than the article's text column.
-MEASURE_TABLES = """
+# Every table of the article at the window's width: number cells (a number, mean ± spread, an interval) whose
+# text takes more than one line (content height against the cell's line height), and tables wider than the
+# article's text column.
+MEASURE_TABLES = r"""
 const article = document.querySelector('article') || document.body;
 const column = article.getBoundingClientRect().width;
-const NUMBER = /^[-+\u2212\u00b1\d.,%\u00d7x\[\]()e ]+$/;  // a number, mean +- spread, an interval
+const NUMBER = /^[-+\u2212\u00b1\u2011\u2013\d.,%\u00d7x\[\]()e\s]+$/;
+const isNumber = cell => /\d/.test(cell.innerText) && NUMBER.test(cell.innerText.trim());
 return [...article.querySelectorAll('table')].map((table, i) => {
   const caption = (table.querySelector('caption') || {innerText: ''}).innerText.slice(0, 60);
-  const wrapped = [...table.querySelectorAll('td, th')].filter(cell => /\\d/.test(cell.innerText) && NUMBER.test(cell.innerText.trim())).filter(cell => {
+  const wrapped = [...table.querySelectorAll('td, th')].filter(isNumber).filter(cell => {
     const range = document.createRange();
     range.selectNodeContents(cell);
     const style = getComputedStyle(cell);
     const line = parseFloat(style.lineHeight) || 1.2 * parseFloat(style.fontSize);
     return range.getBoundingClientRect().height > 1.5 * line;
-  }).map(cell => cell.innerText.replace(/\\s+/g, ' ').slice(0, 40));
-  return {index: i, caption: caption, width: table.getBoundingClientRect().width, column: column, wrapped: wrapped};
+  }).map(cell => cell.innerText.replace(/\s+/g, ' ').slice(0, 40));
+  const box = table.parentElement;  // the theme's scroll container: overflow is hidden behind a scroll bar
+  const width = Math.max(table.getBoundingClientRect().width, box.scrollWidth);
+  return {index: i, caption: caption, width: width, column: Math.min(column, box.clientWidth), wrapped: wrapped};
 });
 """
 
@@ -186,7 +193,7 @@ def test_page_shows_what_its_source_promises(page: str, server: str, driver) -> 
         if any(mark in seen[where] for mark in ("\\(", "$", "\\rho")):
             problems.append(f"raw TeX in the {where}: {seen[where][:200]!r}")
     problems += table_problems(driver.execute_script(MEASURE_TABLES))
-    problems += word_problems(page, seen["text"])
+    problems += word_problems(page, seen["prose"])
     remote = sorted({url for url in requested_urls(driver) if not is_local(url)})
     if remote:
         problems.append(f"requests to non-local URLs: {remote}")

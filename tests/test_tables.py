@@ -38,3 +38,17 @@ def test_the_book_s_cells_are_declared_once():
     assert c06_horizon.ACCURACIES["PGD 0.05"] == CELLS["pgd05"] == c08_rho_search.COLUMNS["PGD 0.05"]
     with pytest.raises(KeyError):
         columns({"x": "no-such-cell"})
+
+
+def test_a_table_names_datasets_and_keeps_each_number_cell_on_one_line():
+    import pandas as pd
+
+    from cnode.book.glue import markdown_table, unbreakable
+
+    frame = pd.DataFrame({"dataset": ["mnist", "fashion"], "clean": ["0.959 ± 0.006", "0.862 ± 0.002"],
+                          "difference": ["+0.014 [+0.012, +0.017]", "within noise"]}).set_index("dataset")
+    text = markdown_table(frame)
+    assert "| MNIST |" in text and "| FashionMNIST |" in text and "mnist" not in text
+    assert "0.959\u202f±\u202f0.006" in text and "+0.014\u00a0[+0.012,\u00a0+0.017]" in text
+    assert "within noise" in text  # words may wrap
+    assert unbreakable("92-100") == "92\u2011100" and unbreakable("T = 1") == "T = 1"

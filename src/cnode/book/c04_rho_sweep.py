@@ -16,7 +16,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from cnode.book.tables import DATASET_NAMES, KIND_NAMES, mean_sd_text
+from cnode.book.tables import DATASET_NAMES, SHORT_NAMES, mean_sd_text
 from cnode.core.config import RunConfig
 from cnode.core.runtime import machine_of, same_machine
 from cnode.core.stats import log_slope
@@ -127,17 +127,39 @@ def sweep_runs(profile: str, datasets: list[str], seeds: list[int], rhos: list[f
     return model_grid(profile, datasets, seeds, rhos, device, with_cnn=False)
 
 
-def sweep_table(frame: pd.DataFrame, certificates: pd.DataFrame, picks: list[tuple[str, float]]) -> pd.DataFrame:
-    """Rows (dataset, regularizer, rho); columns mean +- std accuracy at ``picks`` and the mean certificate."""
+def sweep_table(frame: pd.DataFrame, picks: list[tuple[str, float]]) -> pd.DataFrame:
+    """Rows (dataset, regularizer, rho); columns mean +- std accuracy at ``picks``."""
     cols = {}
     for kind, level in picks:
         part = frame[(frame["kind"] == kind) & np.isclose(frame["level"], level) & (frame["regularizer"] != "none")]
-        name = "clean" if kind == "clean" else f"{KIND_NAMES[kind]} {level:g}"
+        name = "clean" if kind == "clean" else f"{SHORT_NAMES[kind]} {level:g}"
         cols[name] = part.groupby(["dataset", "regularizer", "rho"])["acc"].apply(mean_sd_text)
-    cert = certificates.groupby(["dataset", "regularizer", "rho"]).agg(
-        **{"certified rate (mean)": ("certified rate", "mean"), "R_W (mean)": ("R_W", "mean"),
-           "certified channels (mean)": ("certified channels", "mean")}).round(3)
-    return pd.concat([pd.DataFrame(cols), cert], axis=1)
+    return pd.DataFrame(cols)
+
+
+def certificate_table(certificates: pd.DataFrame) -> pd.DataFrame:
+    """Rows (dataset, regularizer, rho); the certificate the runs reached, means over seeds: the smallest
+    certified rate over the layers, the final R_W, the certified channels."""
+    return certificates.groupby(["dataset", "regularizer", "rho"]).agg(
+        **{"certified rate": ("certified rate", "mean"), "final R_W": ("R_W", "mean"),
+           "certified channels": ("certified channels", "mean")}).round(3)
+
+
+def trend_table(trends: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Rows (dataset, regularizer, measure) of ``rho_trend`` frames (``trends``: measure -> frame): the mean
+    accuracy at the smallest and the largest rate, the slope per decade of rho with its 95 % interval, the
+    verdict."""
+    rows = []
+    for measure, trend in trends.items():
+        for r in trend.itertuples():
+            rows.append({"dataset": r.dataset, "regularizer": r.regularizer, "measure": measure,
+                         "smallest → largest rho": f"{r.acc_at_min:.3f} → {r.acc_at_max:.3f}",
+                         "slope per decade [95 %]": f"{r.slope:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]",
+                         "verdict": r.verdict})
+    order = {m: i for i, m in enumerate(trends)}
+    out = pd.DataFrame(rows).sort_values(["dataset", "regularizer", "measure"], key=lambda c: c.map(order)
+                                         if c.name == "measure" else c, ascending=[False, False, True])
+    return out.set_index(["dataset", "regularizer", "measure"])
 
 
 def rho_trend(frame: pd.DataFrame, kind: str, level: float) -> pd.DataFrame:

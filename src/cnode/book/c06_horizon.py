@@ -134,6 +134,20 @@ def decide(data: pd.DataFrame, compare: pd.DataFrame, eps_column: str = "PGD 0.0
     return pd.DataFrame(rows)
 
 
+def decision_display(decision: pd.DataFrame) -> pd.DataFrame:
+    """``decide``'s frame as the chapter shows it: indexed by (dataset, T, model), short headers (gains as
+    regularized / vanilla, "R/V"), yes/no for the three tests; the input and head gains are left to the gains'
+    own table."""
+    short = {"(i) more robust": "(i) robust", "input gain R / V": "input R/V", "flow gain R / V": "flow R/V",
+             "total gain R / V": "total R/V", "flow share of the drop": "flow share",
+             "(ii) flow shrinks more": "(ii) shrinks", "(iii) flow accounts": "(iii) accounts"}
+    shown = decision.drop(columns=["input gain R / V", "head gain R / V"]).rename(columns=short)
+    shown = shown.set_index(["dataset", "T", "model"])
+    tests = [c for c in shown.columns if c.startswith("(")]
+    shown[tests] = shown[tests].map(lambda v: "yes" if v else "no")
+    return shown
+
+
 def answer_lines(decision: pd.DataFrame, compare: pd.DataFrame, eps_column: str) -> str:
     """One markdown bullet per row of ``decide``: the answer with its numbers (paired difference at
     ``eps_column`` with its interval, flow and total gain ratios)."""

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
+
+from cnode.book.tables import DATASET_NAMES
 
 
 def glue_value(name: str, value: Any, digits: int = 3, significant: bool = False) -> float | int | str:
@@ -94,14 +97,32 @@ def glue_text(name: str, text: str) -> str:
 
 
 
+#: a number cell: a number, 'mean ± spread', an interval '+0.01 [-0.02, +0.03]', a range '92-100'
+NUMBER_CELL = re.compile(r"^[-+−±\d.,%×x\[\]()e –→]*\d[-+−±\d.,%×x\[\]()e –→]*$")
+
+
+def unbreakable(text: str) -> str:
+    """A number cell on one line wherever the table is shown: its spaces non-breaking, a hyphen between digits
+    non-breaking (a reader sees '0.959 ± 0.006', never '0.959 ±' over '0.006'); other text unchanged."""
+    if not NUMBER_CELL.match(text):
+        return text
+    text = text.replace(" ± ", "\u202f±\u202f").replace(" ", "\u00a0")  # narrow no-break spaces around ±
+    return re.sub(r"(?<=\d)-(?=\d)", "\u2011", text)
+
+
 def markdown_table(frame: pd.DataFrame, digits: int | None = None) -> str:
-    """``frame`` as a MyST pipe table: index levels become the first columns (a value equal to the row above is
-    left blank, as pandas shows a MultiIndex), column levels are joined by a space, numbers right-aligned. Index
+    """``frame`` as a MyST pipe table, datasets by name (MNIST, FashionMNIST): index levels become the first
+    columns (a value equal to the row above is left blank, as pandas shows a MultiIndex), column levels are joined
+    by a space, numbers right-aligned; number cells never wrap (``unbreakable``). Index
     floats print as ``0.05``; value floats with ``digits`` decimals when given (so 0.900 keeps its zeros).
 
     A pipe table, unlike a DataFrame's HTML, can sit in a ``{table}`` directive: numbered, captioned, never cut.
     """
     flat = frame.copy()
+    if "dataset" in flat.columns:
+        flat["dataset"] = flat["dataset"].map(lambda d: DATASET_NAMES.get(d, d))
+    if "dataset" in (flat.index.names or []):
+        flat = flat.rename(index=DATASET_NAMES, level="dataset")
     if isinstance(flat.columns, pd.MultiIndex):
         flat.columns = [" ".join(str(part) for part in col if str(part)) for col in flat.columns]
     index_names = [name or "" for name in flat.index.names]
@@ -118,7 +139,7 @@ def markdown_table(frame: pd.DataFrame, digits: int | None = None) -> str:
         if isinstance(value, float):
             text = f"{value:g}" if is_index or digits is None else f"{value:.{digits}f}"
         else:
-            text = str(value)
+            text = unbreakable(str(value))
         return text.replace("|", "\\|")
 
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---:" if n else "---" for n in numeric) + " |"]

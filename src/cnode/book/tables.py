@@ -14,6 +14,9 @@ DATASET_NAMES = {"mnist": "MNIST", "fashion": "FashionMNIST"}
 
 KIND_NAMES = {"clean": "clean", "gaussian": "Gaussian std (clipped)", "gaussian_noclip": "Gaussian std (not clipped)",
               "salt_pepper": "salt-and-pepper fraction", "fgsm": "FGSM eps", "pgd": "PGD eps"}
+#: the same in a table's column header, where the caption says std (clipped) or eps
+SHORT_NAMES = {"clean": "clean", "gaussian": "Gaussian", "gaussian_noclip": "Gaussian (not clipped)",
+               "salt_pepper": "salt-and-pepper", "fgsm": "FGSM", "pgd": "PGD"}
 
 
 #: The (perturbation, level) cells the book discusses, once, by short key (glue names end in it: sum_mnist_g2_weight)
