@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from cnode.book import verdicts
 from cnode.book.style import gain_panels, legend_below
-from cnode.book.tables import accuracy, columns, mean_sd, model_label
+from cnode.book.tables import DATASET_NAMES, accuracy, columns, mean_sd, model_label
 from cnode.core import checks
 from cnode.core.config import REGULARIZERS, RunConfig
 from cnode.core.lipschitz import euler_limit
@@ -155,53 +155,72 @@ def answer_lines(decision: pd.DataFrame, compare: pd.DataFrame, eps_column: str)
     for row in decision.to_dict("records"):
         hit = compare[(compare["dataset"] == row["dataset"]) & (compare["T"] == row["T"])
                       & (compare["model"] == row["model"]) & (compare["accuracy"] == eps_column)].iloc[0]
-        lines.append(f"- **{row['dataset']}, T = {row['T']:g}, {row['model']}**: {row['answer']}. {eps_column} "
+        name = DATASET_NAMES.get(row["dataset"], row["dataset"])
+        lines.append(f"- **{name}, T = {row['T']:g}, {row['model']}**: {row['answer']}. {eps_column} "
                      f"accuracy {hit['diff']:+.3f} [{hit['lo']:+.3f}, {hit['hi']:+.3f}] against vanilla "
                      f"({hit['verdict']}); flow gain {row['flow gain R / V']:.2f}x and total gain "
                      f"{row['total gain R / V']:.2f}x vanilla's.")
     return "\n".join(lines) + "\n"
 
 
+def gain_means(decision: pd.DataFrame) -> dict[float, dict[str, float]]:
+    """Per horizon, the geometric means over the regularized models (the weight-decay ablation left out) of the
+    gains of the input layer, the flow, the head and the whole network relative to vanilla's."""
+    part = decision[~decision["model"].str.endswith("+ wd")]
+    return {float(T): {name: float(np.exp(np.log(g[f"{name} gain R / V"]).mean()))
+                       for name in ("input", "flow", "head", "total")} for T, g in part.groupby("T", sort=True)}
+
+
+def rivals(decision: pd.DataFrame, compare: pd.DataFrame, eps_column: str) -> list[dict[str, Any]]:
+    """Per (dataset, horizon) of the weight-decay ablation: its mean gain over vanilla at ``eps_column`` and in
+    clean accuracy, against the best regularized model's of the same dataset and horizon (``best``: None where
+    there is none), and its flow and total gains."""
+    gains = compare[compare["accuracy"] == eps_column].set_index(["dataset", "T", "model"])["diff"]
+    clean = compare[compare["accuracy"] == "clean"].set_index(["dataset", "T", "model"])["diff"]
+    out = []
+    for row in decision[decision["model"].str.endswith("+ wd")].to_dict("records"):
+        key = (row["dataset"], row["T"])
+        others = {m: d for (ds, t, m), d in gains.items() if (ds, t) == key and m != "vanilla"
+                  and not m.endswith("+ wd")}
+        best = max(others, key=others.get) if others else None
+        out.append({"dataset": row["dataset"], "T": row["T"], "model": row["model"], "best": best,
+                    "gain": gains[(*key, row["model"])], "best_gain": others[best] if best else float("nan"),
+                    "clean": clean[(*key, row["model"])], "best_clean": clean[(*key, best)] if best else float("nan"),
+                    "flow": row["flow gain R / V"], "total": row["total gain R / V"],
+                    "beats": bool(best and gains[(*key, row["model"])] > others[best])})
+    return out
+
+
 def summary_lines(decision: pd.DataFrame, compare: pd.DataFrame, eps_column: str) -> str:
     """Per horizon, the rule's answers counted over the regularized models, with the gain ratios of the three
-    parts and the total over all of them (geometric means over the models): where the drop in output change comes
-    from, measured whatever the verdicts; then the rival explanation: the weight-decay ablation's gain at
-    ``eps_column`` against that of the best regularized model of the same dataset and horizon. One markdown
-    bullet each."""
+    parts and the total (``gain_means``): where the drop in output change comes from, measured whatever the
+    verdicts; then the rival explanation (``rivals``). One markdown bullet each."""
     lines = []
-    ablation = decision["model"].str.endswith("+ wd")
-    for T, part in decision[~ablation].groupby("T", sort=True):
+    means = gain_means(decision)
+    for T, part in decision[~decision["model"].str.endswith("+ wd")].groupby("T", sort=True):
         counts = part["answer"].value_counts()
         said = ", ".join(f"{counts.get(a, 0)} {a}" for a in ("contraction explains it", "not contraction",
                                                               "nothing to explain"))
-        ratios = {name: float(np.exp(np.log(part[f"{name} gain R / V"]).mean())) for name in ("input", "flow",
-                                                                                             "head", "total")}
+        ratios = means[float(T)]
         flow = ("passes on less of the perturbation than vanilla's flow" if ratios["flow"] < 1 else
                 "passes on more of the perturbation than vanilla's flow, so the flow does not carry the robustness")
         lines.append(f"- **T = {T:g}**, regularized models ({len(part)}): {said}. Measured on every one of them "
                      f"(geometric means of the gains relative to vanilla's): input layer {ratios['input']:.2f}x, "
                      f"flow {ratios['flow']:.2f}x, head {ratios['head']:.2f}x, total {ratios['total']:.2f}x; "
                      f"their flow {flow}.")
-    gains = compare[compare["accuracy"] == eps_column].set_index(["dataset", "T", "model"])["diff"]
-    clean = compare[compare["accuracy"] == "clean"].set_index(["dataset", "T", "model"])["diff"]
-    beaten = 0
-    for row in decision[ablation].to_dict("records"):
-        key = (row["dataset"], row["T"])
-        rivals = {m: d for (ds, t, m), d in gains.items() if (ds, t) == key and m != "vanilla"
-                  and not m.endswith("+ wd")}
-        best = max(rivals, key=rivals.get) if rivals else None
-        than = (f", against {rivals[best]:+.3f} for the best regularized model ({best}); clean accuracy "
-                f"{clean[(*key, row['model'])]:+.3f} against {clean[(*key, best)]:+.3f}" if best else "")
-        beaten += bool(best and gains[(*key, row["model"])] > rivals[best])
-        lines.append(f"- **Rival explanation, {row['dataset']}, T = {row['T']:g}**: the vanilla CNODE with weight "
-                     f"decay gains {gains[(*key, row['model'])]:+.3f} in {eps_column} accuracy over vanilla{than}; "
-                     f"its flow gain is {row['flow gain R / V']:.2f}x and its total gain "
-                     f"{row['total gain R / V']:.2f}x vanilla's.")
-    if ablation.any():
-        lines.append(f"- Weight decay alone gains more than the best regularized model in {beaten} of "
-                     f"{int(ablation.sum())} (dataset, horizon) pairs (mean differences, at a lower clean accuracy: "
-                     f"chapter 9 compares recipes at matched clean accuracy): there, smaller weights buy more "
-                     f"{eps_column} robustness than the contraction-promoting regularizers do.")
+    found = rivals(decision, compare, eps_column)
+    for r in found:
+        than = (f", against {r['best_gain']:+.3f} for the best regularized model ({r['best']}); clean accuracy "
+                f"{r['clean']:+.3f} against {r['best_clean']:+.3f}" if r["best"] else "")
+        lines.append(f"- **Rival explanation, {DATASET_NAMES.get(r['dataset'], r['dataset'])}, T = {r['T']:g}**: "
+                     f"the vanilla CNODE with weight decay gains {r['gain']:+.3f} in {eps_column} accuracy over "
+                     f"vanilla{than}; its flow gain is {r['flow']:.2f}x and its total gain {r['total']:.2f}x "
+                     f"vanilla's.")
+    if found:
+        lines.append(f"- Weight decay alone gains more than the best regularized model in "
+                     f"{sum(r['beats'] for r in found)} of {len(found)} (dataset, horizon) pairs (mean differences, "
+                     f"at a lower clean accuracy): there, smaller weights buy more {eps_column} robustness than the "
+                     f"contraction-promoting regularizers do.")
     return "\n".join(lines) + "\n"
 
 
