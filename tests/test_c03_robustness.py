@@ -90,3 +90,16 @@ def test_a_clean_difference_is_computed_on_the_images_of_the_accuracies_beside_i
     assert row["diff"] == pytest.approx(row["acc"] - row["baseline acc"]) == pytest.approx(0.35)
     shown = c03_robustness.comparison_display(c03_robustness.declared(runs, "vanilla"))
     assert shown.iloc[0]["vanilla"] == "0.400" and shown.iloc[0]["model acc."] == "0.750"
+
+
+def test_the_finding_counts_verdicts_in_words():
+    import pandas as pd
+
+    from cnode.book import c03_robustness
+
+    assert [c03_robustness.share_words(c, 4) for c in (0, 1, 2, 3, 4)] == [
+        "none", "fewer than half", "half", "most", "all"]
+    versus = pd.DataFrame({"kind": ["gaussian", "salt_pepper", "fgsm", "pgd", "clean"],
+                           "verdict": ["higher", "within noise", "within noise", "higher", "higher"]})
+    said = c03_robustness.finding(versus, "a vanilla CNODE")
+    assert "in half of the declared" in said and "1 of 2 under noise and in 1 of 2 under attack" in said

@@ -53,3 +53,27 @@ def test_the_decision_rule_on_synthetic_measurements(robust, flow, total, answer
 
     data, compare = _rule_inputs(robust, flow, total)
     assert c06_horizon.decide(data, compare, "PGD 0.05")["answer"].tolist() == [answer]
+
+
+def test_the_intro_findings_follow_the_measurements():
+    import pandas as pd
+
+    from cnode.book import c06_horizon
+
+    def decision(flow: float) -> pd.DataFrame:
+        rows = [{"dataset": "mnist", "T": 0.1, "model": m, "input gain R / V": 0.4, "flow gain R / V": f,
+                 "head gain R / V": 0.7, "total gain R / V": 0.3} for m, f in (("weight", flow), ("jacobian", flow))]
+        rows.append({"dataset": "mnist", "T": 0.1, "model": "vanilla + wd", "input gain R / V": 0.5,
+                     "flow gain R / V": 1.8, "head gain R / V": 0.1, "total gain R / V": 0.07})
+        return pd.DataFrame(rows)
+
+    compare = pd.DataFrame([{"dataset": "mnist", "T": 0.1, "model": m, "accuracy": a, "diff": d}
+                            for m, pgd, clean in (("weight", 0.2, 0.01), ("jacobian", 0.3, 0.0),
+                                                  ("vanilla + wd", 0.5, -0.08))
+                            for a, d in (("PGD 0.05", pgd), ("clean", clean))])
+    said = c06_horizon.findings(decision(1.2), compare, "PGD 0.05", 0.1)
+    assert "does not carry" in said["flow"] and "1.20 times" in said["flow"]
+    assert "in 1 of 1 datasets" in said["rival"] and "MNIST +0.500 against +0.300" in said["rival"]
+    assert "contributes to" in c06_horizon.findings(decision(0.5), compare, "PGD 0.05", 0.1)["flow"]
+    compare.loc[(compare.model == "vanilla + wd") & (compare.accuracy == "PGD 0.05"), "diff"] = 0.1
+    assert "in 0 of 1 datasets" in c06_horizon.findings(decision(1.2), compare, "PGD 0.05", 0.1)["rival"]

@@ -17,6 +17,9 @@ from cnode.book.tables import CELLS, DATASET_NAMES, KIND_NAMES, mean_sd, mean_sd
 from cnode.core.config import RunConfig
 from cnode.runs.plans import Plan, model_grid
 
+#: the perturbations counted as noise and as attacks in the chapter's verdict counts
+NOISE_KINDS, ATTACK_KINDS = ("gaussian", "gaussian_noclip", "salt_pepper"), ("fgsm", "pgd")
+
 
 def robustness_runs(profile: str, datasets: list[str], seeds: list[int], rhos: list[float],
                     device: str = "auto") -> list[RunConfig]:
@@ -85,7 +88,7 @@ def conclusion(versus_vanilla: pd.DataFrame, versus_cnn: pd.DataFrame, frame: pd
     """The chapter's conclusion from the verdicts, not from expectation: per regularized model and baseline, in how
     many noise and attack cells it is higher and lower (over both datasets); and what the strongest PGD level
     leaves of any model."""
-    noise, attack = ("gaussian", "gaussian_noclip", "salt_pepper"), ("fgsm", "pgd")
+    noise, attack = NOISE_KINDS, ATTACK_KINDS
     parts = []
     for model in dict.fromkeys(versus_vanilla["model"]):
         said = []
@@ -102,6 +105,24 @@ def conclusion(versus_vanilla: pd.DataFrame, versus_cnn: pd.DataFrame, frame: pd
     left = ("no model keeps any accuracy on average (all below 0.0005)" if acc < 5e-4 else
             f"the most robust model, {model} on {DATASET_NAMES.get(dataset, dataset)}, keeps {acc:.3f} on average")
     return f"{'. '.join(parts)} (over the datasets). At the strongest attack (PGD, eps = {strongest:g}) {left}."
+
+
+def share_words(count: int, total: int) -> str:
+    """'none', 'fewer than half', 'half', 'most' or 'all' of ``total``: a verdict count in words."""
+    if count == 0:
+        return "none"
+    if count == total:
+        return "all"
+    return "fewer than half" if 2 * count < total else "half" if 2 * count == total else "most"
+
+
+def finding(versus: pd.DataFrame, baseline: str) -> str:
+    """The chapter's finding in one sentence, from the verdicts: in how many of the declared comparisons with
+    ``baseline`` (noise and attack cells, both regularizers, both datasets) the regularized CNODEs are higher."""
+    (nh, _, nt), (ah, _, at) = verdicts.counts(versus, NOISE_KINDS), verdicts.counts(versus, ATTACK_KINDS)
+    return (f"Against {baseline}, the regularized CNODEs are more robust in {share_words(nh + ah, nt + at)} of the "
+            f"declared comparisons: higher in {nh} of {nt} under noise and in {ah} of {at} under attack, once the "
+            f"seed-to-seed variance of training is counted")
 
 
 def change_cells(label: str, frame: pd.DataFrame, versus_vanilla: pd.DataFrame, versus_cnn: pd.DataFrame,

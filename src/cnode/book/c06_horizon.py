@@ -191,6 +191,28 @@ def rivals(decision: pd.DataFrame, compare: pd.DataFrame, eps_column: str) -> li
     return out
 
 
+def findings(decision: pd.DataFrame, compare: pd.DataFrame, eps_column: str, T: float) -> dict[str, str]:
+    """Two sentences for the book's intro, from the measurements at horizon ``T``: whether the flow carries the
+    robustness (its gain relative to vanilla's below 1, with the input layer's and the total's), and whether
+    weight decay alone buys more ``eps_column`` robustness than the best regularized model."""
+    ratios = gain_means(decision).get(float(T))
+    out = {}
+    if ratios:
+        carries = "contributes to" if ratios["flow"] < 1 else "does not carry"
+        out["flow"] = (f"At T = {T:g} the flow {carries} the robustness: the regularized models' flow passes on "
+                       f"{ratios['flow']:.2f} times as much of a worst-case perturbation as the vanilla CNODE's, "
+                       f"their input layer {ratios['input']:.2f} times, the whole network {ratios['total']:.2f} times")
+    found = [r for r in rivals(decision, compare, eps_column) if r["T"] == T and r["best"]]
+    if found:
+        beats = sum(r["beats"] for r in found)
+        names = "; ".join(f"{DATASET_NAMES.get(r['dataset'], r['dataset'])} {r['gain']:+.3f} against "
+                          f"{r['best_gain']:+.3f}, its clean accuracy {r['clean']:+.3f}" for r in found)
+        out["rival"] = (f"At T = {T:g} a vanilla CNODE trained with weight decay gains more {eps_column} accuracy "
+                        f"over the vanilla CNODE than the best regularized model in {beats} of {len(found)} datasets "
+                        f"({names})")
+    return out
+
+
 def summary_lines(decision: pd.DataFrame, compare: pd.DataFrame, eps_column: str) -> str:
     """Per horizon, the rule's answers counted over the regularized models, with the gain ratios of the three
     parts and the total (``gain_means``): where the drop in output change comes from, measured whatever the
