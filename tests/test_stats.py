@@ -78,3 +78,13 @@ def test_a_slope_against_log_rho_reads_a_trend_with_its_interval():
     assert falls["verdict"] == "falls" and falls["slope"] == pytest.approx(-0.1, abs=0.01)
     with pytest.raises(ValueError, match="2 or more rates"):
         log_slope([1.0, 1.0, 1.0], [0.1, 0.2, 0.3])
+
+
+def test_holm_adjusted_p_values_reject_exactly_what_holm_rejects():
+    from cnode.core import stats
+
+    p = [0.01, 0.04, 0.03, 0.005, 0.2]
+    adjusted = stats.holm_adjusted(p)
+    assert adjusted == pytest.approx([0.04, 0.09, 0.09, 0.025, 0.2])
+    for alpha in (0.01, 0.03, 0.05, 0.1):
+        assert [a <= alpha for a in adjusted] == stats.holm(p, alpha)

@@ -153,7 +153,7 @@ def change_cells(label: str, frame: pd.DataFrame, versus_vanilla: pd.DataFrame, 
 def comparison_display(compare: pd.DataFrame) -> pd.DataFrame:
     """``declared``'s frame for the page: indexed by dataset, perturbation (book names, with the level) and model,
     rows in the book's order; the baseline's and the model's accuracy, the difference with its seed-level
-    interval, the per-image interval, the verdict."""
+    interval, the per-image interval, the verdict with Holm's adjusted p-value."""
     ordered = pd.concat([level_order(part) for _, part in compare.groupby("dataset", sort=False)])
     perturbation = [KIND_NAMES[k] if k == "clean" else f"{KIND_NAMES[k]} {lvl:g}"
                     for k, lvl in zip(ordered["kind"], ordered["level"], strict=True)]
@@ -165,7 +165,7 @@ def comparison_display(compare: pd.DataFrame) -> pd.DataFrame:
         "difference [seed 95 %]": [verdicts.interval_text(r) for _, r in ordered.iterrows()],
         "per-image 95 %": [f"[{lo:+.3f}, {hi:+.3f}]" if np.isfinite(lo) else "n/a"
                            for lo, hi in zip(ordered["image lo"], ordered["image hi"], strict=True)],
-        "verdict": ordered["verdict"]})
+        "verdict (Holm p)": [verdicts.verdict_text(r) for _, r in ordered.iterrows()]})
     return shown.set_index(["dataset", "perturbation", "model"])
 
 

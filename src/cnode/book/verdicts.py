@@ -102,14 +102,23 @@ def table(groups: dict[tuple[Hashable, str], dict[int, dict[str, Any]]],
 
 
 def with_verdicts(frame: pd.DataFrame, family: list[str]) -> pd.DataFrame:
-    """``frame`` (columns diff, p) with a verdict column: Holm within each group of ``family``."""
+    """``frame`` (columns diff, p) with a verdict column and Holm's adjusted p-value (``p holm``): Holm within each
+    group of ``family``."""
     verdicts = pd.Series("within noise", index=frame.index)
+    adjusted = pd.Series(1.0, index=frame.index)
     for _, part in frame.groupby(family, sort=False):
         rejected = stats.holm(part["p"].tolist())
+        adjusted[part.index] = stats.holm_adjusted(part["p"].tolist())
         for i, r in zip(part.index, rejected, strict=True):
             if r:
                 verdicts[i] = "higher" if frame.at[i, "diff"] > 0 else "lower"
-    return frame.assign(verdict=verdicts)
+    return frame.assign(verdict=verdicts, **{"p holm": adjusted})
+
+
+def verdict_text(row: dict[str, Any] | pd.Series, label: str = "p") -> str:
+    """'within noise, p 0.26': the verdict with Holm's adjusted p-value (named ``label``), as tables show it."""
+    p = row["p holm"]
+    return f"{row['verdict']}, {label} {p:.2g}" if p >= 0.01 else f"{row['verdict']}, {label} < 0.01"
 
 
 def counts(frame: pd.DataFrame, kinds: tuple[str, ...]) -> tuple[int, int, int]:

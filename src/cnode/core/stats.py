@@ -82,6 +82,17 @@ def holm(p_values: list[float], alpha: float = 0.05) -> list[bool]:
     return rejected
 
 
+def holm_adjusted(p_values: list[float]) -> list[float]:
+    """Holm's adjusted p-values, in the input's order: ``holm`` rejects exactly those at or below ``alpha``;
+    shown beside a verdict so that an interval excluding 0 with the verdict *within noise* explains itself."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [1.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def seed_verdicts(per_seed: list[list[float]], alpha: float = 0.05) -> list[dict[str, Any]]:
     """The book's rule for a table of recipe comparisons, declared before the numbers: each comparison's
     ``seed_interval``, and "higher" or "lower" only when Holm's correction over the table rejects "no
