@@ -153,7 +153,7 @@ def trend_table(trends: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for measure, trend in trends.items():
         for r in trend.itertuples():
             rows.append({"dataset": r.dataset, "regularizer": r.regularizer, "measure": measure,
-                         "smallest → largest rho": f"{r.acc_at_min:.3f} → {r.acc_at_max:.3f}",
+                         "smallest → largest ρ": f"{r.acc_at_min:.3f} → {r.acc_at_max:.3f}",
                          "slope per decade [95 %]": f"{r.slope:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]",
                          "verdict": r.verdict})
     order = {m: i for i, m in enumerate(trends)}
