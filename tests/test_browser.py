@@ -150,11 +150,15 @@ def is_local(url: str) -> bool:
 
 
 def full_page_screenshot(browser, path: Path) -> None:
-    """A PNG of the whole page, not only the viewport (Chrome DevTools protocol)."""
+    """A PNG of the whole page: the viewport is made as tall as the page for the capture (capturing beyond the
+    viewport left the lower part of tall pages blank), then restored."""
     size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-    shot = browser.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": int(size["width"]), "height": int(size["height"]), "deviceScaleFactor": 1, "mobile": False})
+    try:
+        shot = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(base64.b64decode(shot["data"]))
 
@@ -167,6 +171,7 @@ def test_page_shows_what_its_source_promises(page: str, server: str, driver) -> 
     driver.get(f"{server}/{page}.html")
     assert driver.execute_async_script(WAIT_FOR_PAGE) == "ok"
     seen = driver.execute_script(READ_PAGE, want.figure_ids)
+    tables = driver.execute_script(MEASURE_TABLES)  # at the 1280-pixel window, before the full-page capture
     full_page_screenshot(driver, SHOTS / f"{Path(page).name}.png")
     problems = []
     if "<Figure size" in seen["text"]:
@@ -192,7 +197,7 @@ def test_page_shows_what_its_source_promises(page: str, server: str, driver) -> 
     for where in ("title", "sidebar"):  # titles are plain text: pages without math show them untypeset
         if any(mark in seen[where] for mark in ("\\(", "$", "\\rho")):
             problems.append(f"raw TeX in the {where}: {seen[where][:200]!r}")
-    problems += table_problems(driver.execute_script(MEASURE_TABLES))
+    problems += table_problems(tables)
     problems += word_problems(page, seen["prose"])
     remote = sorted({url for url in requested_urls(driver) if not is_local(url)})
     if remote:
