@@ -13,6 +13,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from cnode.book import verdicts
+from cnode.book.glue import unbreakable
 from cnode.book.tables import CELLS, DATASET_NAMES, KIND_NAMES, mean_sd, mean_sd_text, model_name
 from cnode.core.config import RunConfig
 from cnode.runs.plans import Plan, model_grid
@@ -211,7 +212,8 @@ def summary(frame: pd.DataFrame, levels: list[tuple[str, float]] = SUMMARY_LEVEL
 
 def summary_cells(frame: pd.DataFrame) -> dict[str, str]:
     """``{"sum_<dataset>_<level key>_<model key>": "0.912 ± 0.004"}``: mean ± seed std (ddof 1) at the summary's
-    levels, model keys ``vanilla``, ``cnn``, ``weight``, ``jacobian`` (the first rho of each regularizer)."""
+    levels, model keys ``vanilla``, ``cnn``, ``weight``, ``jacobian`` (the first rho of each regularizer); on one
+    line wherever the intro's table shows them (``glue.unbreakable``)."""
     out: dict[str, str] = {}
     for (dataset, kind, level, regularizer, model), part in frame.groupby(
             ["dataset", "kind", "level", "regularizer", "model"], sort=False):
@@ -220,7 +222,7 @@ def summary_cells(frame: pd.DataFrame) -> dict[str, str]:
         name = f"sum_{dataset}_{key}_{model_key}"
         if key is None or name in out:
             continue
-        out[name] = mean_sd_text(part["acc"])
+        out[name] = unbreakable(mean_sd_text(part["acc"]))
     return out
 
 

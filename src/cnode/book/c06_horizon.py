@@ -158,8 +158,8 @@ def answer_lines(decision: pd.DataFrame, compare: pd.DataFrame, eps_column: str)
         name = DATASET_NAMES.get(row["dataset"], row["dataset"])
         lines.append(f"- **{name}, T = {row['T']:g}, {row['model']}**: {row['answer']}. {eps_column} "
                      f"accuracy {hit['diff']:+.3f} [{hit['lo']:+.3f}, {hit['hi']:+.3f}] against vanilla "
-                     f"({verdicts.verdict_text(hit, 'Holm p')}); flow gain {row['flow gain R / V']:.2f}x and total gain "
-                     f"{row['total gain R / V']:.2f}x vanilla's.")
+                     f"({verdicts.verdict_text(hit, 'Holm p')}); flow gain {row['flow gain R / V']:.2f}x and "
+                     f"total gain {row['total gain R / V']:.2f}x vanilla's.")
     return "\n".join(lines) + "\n"
 
 
