@@ -94,7 +94,7 @@ def grid_main(argv: list[str] | None = None) -> int:
                   longest_first=args.longest_first)
     print(f"grid: {len(found)} runs with work outstanding", flush=True)
     for task in found:
-        todo = [n for n in ("suite", "mechanism", "audit", "control_levels") if getattr(task, n) is not None]
+        todo = [n for n in ("suite", "mechanism", "audit", "control_levels", "front") if getattr(task, n) is not None]
         print(f"  {task.cfg.key()} {task.cfg.dataset} T={task.cfg.T:g} N={task.cfg.steps} g={task.cfg.gamma:g} "
               f"{task.cfg.label()} [{', '.join(task.chapters)}] {', '.join(todo)}")
     if args.dry_run:

@@ -48,6 +48,7 @@ PAPER_GRID: list[tuple[str, dict[str, Any]]] = [
     ("07_trust", {"profile": "paper", "audit": "paper"}),
     ("04_rho_sweep", {"profile": "paper", "suite": "paper", "seeds": [0, 1, 2]}),
     ("08_rho_search", {"profile": "paper", "suite": "paper"}),
+    ("09_front", {"profile": "paper", "suite": "paper", "front": "paper"}),  # new runs first, then every front
 ]
 
 #: A rehearsal of the same machinery in seconds (tests): chapter 3 and the audit on smoke runs, one seed.

@@ -3,7 +3,7 @@
 ``python -m cnode sweep`` runs one chapter at a time through submitit (local, SLURM). On one machine with many
 cores and a GPU (a lent accelerator, a workstation), this module keeps every worker busy across chapters:
 ``python -m cnode grid --workers 14 --deadline-min 8`` takes the paper-scale grid (``book.registry.PAPER_GRID``)
-in its priority order (chapter 3, the horizon chapter, the audit, chapter 4, the rho search), merges the
+in its priority order (chapter 3, the horizon chapter, the audit, chapter 4, the rho search, the front), merges the
 tasks of a run that several chapters share, and starts no job after the deadline; jobs still running then are
 stopped, and their checkpoints resume on the next call. Results go to the store as in every other path (same
 keys on every device).
