@@ -29,7 +29,7 @@ PARAMS = dict(profile="smoke", seeds=[0, 1], rhos=[0.5, 8.0], long_rhos=[1.0], g
 
 def check(values: dict, store: Path) -> None:
     assert values["n_runs"] == 12 and values["n_settings"] == 4 and values["floor"] == 0.9  # 2 regs x (T, gamma)
-    assert values["answer"].startswith(("rho matters", "No setting"))
+    assert values["answer"].startswith(("ρ matters", "No setting"))
     assert values["identical"].startswith(("every rate", "some rates"))
 
 
@@ -47,12 +47,12 @@ def test_the_search_rule_needs_a_slope_and_reached_targets_above_the_floor():
     assert found.loc[first, "clean slope per decade"] < 0
     assert found.loc[first, "rhos with targets reached"] == "4"  # 64 is below the floor
     assert not found.loc[second, "depends on rho"] and not found.loc[second, "rho matters"]
-    assert c08_rho_search.answer(found).startswith("rho matters, by the rule above, in 1 of 2 settings")
+    assert c08_rho_search.answer(found).startswith("ρ matters, by the search's rule, in 1 of 2 settings")
     assert c08_rho_search.showcase(found, "T = 1, gamma = 1") == ["T = 1, gamma = 1", "T = 0.1, gamma = 1"]
     none = c08_rho_search.verdicts(pd.DataFrame(flat), min_clean=0.99)
     assert c08_rho_search.answer(none).startswith("No setting") and not none["rho matters"].any()
     apart = c08_rho_search.verdicts(pd.DataFrame(falling), min_clean=0.99)  # a slope, nothing reaches the floor
-    assert f"depends on rho in 1 of 1 settings ({first}: -0." in c08_rho_search.answer(apart)
+    assert f"depends on ρ in 1 of 1 settings ({first}: -0." in c08_rho_search.answer(apart)
     one = c08_rho_search.verdicts(pd.DataFrame(_runs({1.0: [0.97, 0.96]}, reached_from=0.0)), min_clean=0.5)
     assert one.iloc[0]["95 % interval"] == "one rate" and not one.iloc[0]["rho matters"]
 

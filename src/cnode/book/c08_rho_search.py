@@ -161,18 +161,19 @@ def answer(found: pd.DataFrame) -> str:
     """The search's answer in one sentence, from ``verdicts``."""
     good = found[found["rho matters"]]
     if len(good):
-        return (f"rho matters, by the rule above, in {len(good)} of {len(found)} settings: "
-                + "; ".join(f"{s} (targets reached at rho = {r})" for s, r in good["rhos with targets reached"].items())
-                + ".")
+        return (f"ρ matters, by the search's rule, in {len(good)} of {len(found)} settings: "
+                + "; ".join(f"{s} (clean accuracy {found.at[s, 'clean slope per decade']:+.3f} per decade of ρ "
+                            f"{found.at[s, '95 % interval']}, every seed at its regularizer's target at ρ = {r})"
+                            for s, r in good["rhos with targets reached"].items()) + ".")
     depending = found[found["depends on rho"]]
     reached = found[found["rhos with targets reached"] != "none"]
     where = "; ".join(f"{s}: {row['clean slope per decade']:+.4f} per decade {row['95 % interval']}"
                       for s, row in depending.iterrows())
     where = f" ({where})" if where else ""
     ending = ", but never both in one setting." if len(depending) and len(reached) else "."
-    return (f"No setting of the search makes rho matter by the rule above: clean accuracy depends on rho in "
+    return (f"No setting of the search makes ρ matter by its rule: clean accuracy depends on ρ in "
             f"{len(depending)} of {len(found)} settings{where}, and every seed reaches its regularizer's target at "
-            f"the accuracy floor at some rho in {len(reached)}{ending}")
+            f"the accuracy floor at some ρ in {len(reached)}{ending}")
 
 
 def showcase(found: pd.DataFrame, authors: str) -> list[str]:
