@@ -89,7 +89,7 @@ def test_a_clean_difference_is_computed_on_the_images_of_the_accuracies_beside_i
     assert (row["kind"], row["model"]) == ("clean", "weight rho=1")
     assert row["diff"] == pytest.approx(row["acc"] - row["baseline acc"]) == pytest.approx(0.35)
     shown = c03_robustness.comparison_display(c03_robustness.declared(runs, "vanilla"))
-    assert shown.iloc[0]["vanilla"] == "0.400" and shown.iloc[0]["model acc."] == "0.750"
+    assert shown.iloc[0]["vanilla → model"] == "0.400\u00a0→\u00a00.750"
 
 
 def test_the_finding_counts_verdicts_in_words():

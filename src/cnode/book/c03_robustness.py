@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from cnode.book import verdicts
 from cnode.book.glue import unbreakable
-from cnode.book.tables import CELLS, DATASET_NAMES, KIND_NAMES, mean_sd, mean_sd_text, model_name
+from cnode.book.tables import CELLS, DATASET_NAMES, KIND_NAMES, SHORT_NAMES, mean_sd, mean_sd_text, model_name
 from cnode.core.config import RunConfig
 from cnode.runs.plans import Plan, model_grid
 
@@ -45,15 +45,16 @@ def mean_std_table(frame: pd.DataFrame, dataset: str, levels_zero: bool = False)
     table = cells.unstack("model")
     order = level_order(pd.DataFrame(list(table.index), columns=["kind", "level"]))
     table = table.loc[[tuple(row) for row in order.itertuples(index=False)], list(dict.fromkeys(part["model"]))]
-    table.index = pd.MultiIndex.from_tuples([(KIND_NAMES[k], lvl) for k, lvl in table.index],
+    table.index = pd.MultiIndex.from_tuples([(SHORT_NAMES[k], lvl) for k, lvl in table.index],
                                             names=["perturbation", "level"])
     return table
 
 
 def robustness_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """``mean_std_table`` of every dataset side by side: rows (perturbation, level), columns (dataset, model)."""
+    """``mean_std_table`` of every dataset, one below the other (a table that fits the page): rows (dataset,
+    perturbation, level), columns models."""
     datasets = list(dict.fromkeys(frame["dataset"]))
-    return pd.concat({dataset: mean_std_table(frame, dataset) for dataset in datasets}, axis=1)
+    return pd.concat({dataset: mean_std_table(frame, dataset) for dataset in datasets}, names=["dataset"])
 
 
 def mean_accuracy(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -151,22 +152,29 @@ def change_cells(label: str, frame: pd.DataFrame, versus_vanilla: pd.DataFrame, 
     return out
 
 
-def comparison_display(compare: pd.DataFrame) -> pd.DataFrame:
+def comparison_display(compare: pd.DataFrame, image: bool = True) -> pd.DataFrame:
     """``declared``'s frame for the page: indexed by dataset, perturbation (book names, with the level) and model,
-    rows in the book's order; the baseline's and the model's accuracy, the difference with its seed-level
-    interval, the per-image interval, the verdict with Holm's adjusted p-value."""
+    rows in the book's order; the baseline's and the model's accuracy ('0.964 → 0.972'), the difference with its
+    seed-level interval, the per-image interval, the verdict with Holm's adjusted p-value; models named without
+    their rate when they share one (the caption gives it). ``image=False`` leaves the per-image interval out (the
+    narrower tables folded under the main one, which shows it)."""
     ordered = pd.concat([level_order(part) for _, part in compare.groupby("dataset", sort=False)])
-    perturbation = [KIND_NAMES[k] if k == "clean" else f"{KIND_NAMES[k]} {lvl:g}"
+    perturbation = [SHORT_NAMES[k] if k == "clean" else f"{SHORT_NAMES[k]} {lvl:g}"
                     for k, lvl in zip(ordered["kind"], ordered["level"], strict=True)]
     base = ordered["baseline"].iloc[0]
+    rates = ordered["model"].str.extract(r"( rho=\S+)$")[0]
+    models = ordered["model"].str.replace(r" rho=\S+$", "", regex=True) if rates.nunique() == 1 else ordered["model"]
     shown = pd.DataFrame({
         "dataset": [DATASET_NAMES.get(d, d) for d in ordered["dataset"]], "perturbation": perturbation,
-        "model": ordered["model"], base: ordered["baseline acc"].map("{:.3f}".format),
-        "model acc.": ordered["acc"].map("{:.3f}".format),
+        "model": models,
+        f"{base} → model": [unbreakable(f"{b:.3f} → {a:.3f}")
+                            for b, a in zip(ordered["baseline acc"], ordered["acc"], strict=True)],
         "difference [seed 95 %]": [verdicts.interval_text(r) for _, r in ordered.iterrows()],
         "per-image 95 %": [f"[{lo:+.3f}, {hi:+.3f}]" if np.isfinite(lo) else "n/a"
                            for lo, hi in zip(ordered["image lo"], ordered["image hi"], strict=True)],
         "verdict (Holm p)": [verdicts.verdict_text(r) for _, r in ordered.iterrows()]})
+    if not image:
+        shown = shown.drop(columns="per-image 95 %")
     return shown.set_index(["dataset", "perturbation", "model"])
 
 
@@ -184,12 +192,12 @@ def target_table(targets: list[tuple[RunConfig, dict[str, Any]]]) -> pd.DataFram
     grouped = frame.groupby(["dataset", "model"], sort=False)
     out = pd.DataFrame({name: grouped[column].agg(lambda v, fmt=fmt: mean_sd(v.mean(), v.std(ddof=1), fmt))
                         for name, column, fmt in (("at target", "share", ".3f"),
-                                                  ("by the training's estimator", "training", ".3f"),
-                                                  ("worst lambda_max", "worst", ".2f"),
-                                                  ("median lambda_max", "median", ".2f"))})
-    out["dense checks disagreeing"] = [f"{int(d.sum())} of {int(c.sum())}" for (_, d), (_, c)
-                                       in zip(grouped["disagree"], grouped["checks"], strict=True)]
-    out["target met"] = [f"{int(v.sum())} of {len(v)} seeds" for _, v in grouped["met"]]
+                                                  ("training's estimate", "training", ".3f"),
+                                                  ("worst λmax", "worst", ".2f"),
+                                                  ("median λmax", "median", ".2f"))})
+    out["dense disagree"] = [f"{int(d.sum())} of {int(c.sum())}" for (_, d), (_, c)
+                             in zip(grouped["disagree"], grouped["checks"], strict=True)]
+    out["met"] = [f"{int(v.sum())} of {len(v)} seeds" for _, v in grouped["met"]]
     return out
 
 

@@ -124,7 +124,8 @@ def markdown_table(frame: pd.DataFrame, digits: int | None = None) -> str:
     if "dataset" in (flat.index.names or []):
         flat = flat.rename(index=DATASET_NAMES, level="dataset")
     if isinstance(flat.columns, pd.MultiIndex):
-        flat.columns = [" ".join(str(part) for part in col if str(part)) for col in flat.columns]
+        flat.columns = [" ".join(DATASET_NAMES.get(str(part), str(part)) for part in col if str(part))
+                        for col in flat.columns]
     index_names = [name or "" for name in flat.index.names]
     flat = flat.reset_index(names=[name or f"level_{i}" for i, name in enumerate(flat.index.names)])
     keys = flat.columns[:len(index_names)]
