@@ -23,8 +23,8 @@ def chapters() -> list[Path]:
 
 
 def notebooks() -> list[Path]:
-    """Every chapter notebook in book/, shown or still being written (not yet in the table of contents)."""
-    return sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
+    """Every chapter notebook, shown (book/) or still being written, its runs not yet stored (drafts/)."""
+    return sorted([*BOOK.glob("[0-9][0-9]_*.ipynb"), *(ROOT / "drafts").glob("[0-9][0-9]_*.ipynb")])
 
 
 def run(notebook: Path, out: Path, **parameters: Any) -> nbformat.NotebookNode:
@@ -65,7 +65,9 @@ def smoke_run(stem: str, parameters: dict[str, Any], check: Any, tmp_path: Path,
     from book_pages import figure_pastes, is_image
 
     monkeypatch.setenv("CNODE_RESULTS", str(tmp_path / "results"))  # never train into the repo's store
-    nb = run(BOOK / f"{stem}.ipynb", tmp_path / f"{stem}.ipynb", **parameters)
+    from cnode.runs.plans import chapter_path
+
+    nb = run(chapter_path(stem), tmp_path / f"{stem}.ipynb", **parameters)
     check(glued(nb), tmp_path / "results")
     bundles = glued_outputs(nb)
     for name in figure_pastes(nb):  # what a reader sees must be an image, whatever the backend or kernel

@@ -108,9 +108,16 @@ def parse_value(text: str) -> Any:
     return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
+def chapter_path(chapter: str) -> Path:
+    """``book/<chapter>.ipynb``, or ``drafts/<chapter>.ipynb`` for a chapter whose runs are not yet in the store
+    (written and tested, executed once its grid has run, then moved into ``book/``)."""
+    path = repo_root() / "book" / f"{chapter}.ipynb"
+    return path if path.exists() else repo_root() / "drafts" / f"{chapter}.ipynb"
+
+
 def _parameter_cell(chapter: str) -> list[ast.AnnAssign]:
-    """The ``name: type = value`` statements of the ``parameters`` cell of ``book/<chapter>.ipynb``."""
-    nb = json.loads((repo_root() / "book" / f"{chapter}.ipynb").read_text())
+    """The ``name: type = value`` statements of the ``parameters`` cell of the chapter's notebook."""
+    nb = json.loads(chapter_path(chapter).read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     return [node for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.AnnAssign)]
 
