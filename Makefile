@@ -22,9 +22,15 @@ MATHJAX         := _vendor/mathjax/tex-mml-chtml.js
 book: chapters
 	$(MAKE) html
 
-# `make check` first (seconds): a broken edit stops the suite before the minutes of training and notebooks.
+# `make check` first (seconds): a broken edit stops the suite before the minutes of training and notebooks. The
+# training tests and smoke runs use both cores; the two re-executions of the chapters (nbval, clean-tree: light,
+# one thread each) run side by side, as do the browser test and the SLURM smoke sweep (mostly waiting; Chromium is
+# installed first, so that the two never hold the package manager at once).
 test: check
-	$(MAKE) unit smoke nbval browser slurm clean-tree
+	$(MAKE) unit smoke
+	OMP_NUM_THREADS=1 $(MAKE) -j2 --output-sync=target nbval clean-tree
+	$(MAKE) browser-deps
+	$(MAKE) -j2 --output-sync=target browser slurm
 
 # What a contributor runs after every edit: ruff, then the pure tests (algebra, tables, parameters, rules), no
 # training, no notebooks, no browser.

@@ -72,8 +72,9 @@ def beats_baselines(points: pd.DataFrame, margin: float = MATCH, alpha: float = 
     clean, robust (the robust accuracy of every seed on the same images). Per contractive recipe C: its matched
     baselines (mean clean >= C's - ``margin``), the best of them by mean robust accuracy, the seed-level interval of
     C's robust accuracy minus that baseline's over their shared seeds, and the verdict after Holm's correction over
-    the contractive recipes that have a matched baseline: 'beats the baselines', 'does not', or 'no matched
-    baseline' (C is more accurate than every baseline, so the rule cannot compare it)."""
+    the contractive recipes that have a matched baseline: 'beats the baselines', 'does not', 'no matched
+    baseline' (C is more accurate than every baseline, so the rule cannot compare it) or 'too few seeds' (fewer
+    than two shared with that baseline)."""
     means = points.groupby("recipe", sort=False)[["clean", "robust"]].mean()
     kinds = points.groupby("recipe", sort=False)["family"].first()
     by_seed = points.set_index(["recipe", "seed"])["robust"]
@@ -82,20 +83,25 @@ def beats_baselines(points: pd.DataFrame, margin: float = MATCH, alpha: float = 
         matched = means[(kinds == "baseline") & (means["clean"] >= means.loc[recipe, "clean"] - margin)]
         if matched.empty:
             rows.append({"recipe": recipe, "clean": means.loc[recipe, "clean"], "robust": means.loc[recipe, "robust"],
-                         "best matched baseline": "none", "matched": 0, "diff": np.nan, "lo": np.nan, "hi": np.nan,
-                         "p": np.nan})
+                         "best matched baseline": "none", "baseline robust": np.nan, "matched": 0, "diff": np.nan,
+                         "lo": np.nan, "hi": np.nan, "p": np.nan})
             continue
         best = matched["robust"].idxmax()
         seeds = sorted(set(by_seed[recipe].index) & set(by_seed[best].index))
-        found = stats.seed_interval([by_seed[(recipe, s)] - by_seed[(best, s)] for s in seeds])
+        diffs = [by_seed[(recipe, s)] - by_seed[(best, s)] for s in seeds]
+        found = stats.seed_interval(diffs) if len(diffs) > 1 else {"diff": float(np.mean(diffs)), "lo": np.nan,
+                                                                     "hi": np.nan, "p": np.nan}
         rows.append({"recipe": recipe, "clean": means.loc[recipe, "clean"], "robust": means.loc[recipe, "robust"],
-                     "best matched baseline": best, "matched": len(matched), "diff": found["diff"],
+                     "best matched baseline": best, "baseline robust": matched.loc[best, "robust"],
+                     "matched": len(matched), "diff": found["diff"],
                      "lo": found["lo"], "hi": found["hi"], "p": found["p"]})
-    frame = pd.DataFrame(rows, columns=["recipe", "clean", "robust", "best matched baseline", "matched", "diff", "lo",
-                                        "hi", "p"])
+    frame = pd.DataFrame(rows, columns=["recipe", "clean", "robust", "best matched baseline", "baseline robust",
+                                        "matched", "diff", "lo", "hi", "p"])
     tested = frame["p"].notna()
     rejected = dict(zip(frame.index[tested], stats.holm(frame.loc[tested, "p"].tolist(), alpha), strict=True))
-    frame["verdict"] = ["no matched baseline" if not tested[i] else
+    frame["p_holm"] = np.nan
+    frame.loc[tested, "p_holm"] = stats.holm_adjusted(frame.loc[tested, "p"].tolist())
+    frame["verdict"] = ["no matched baseline" if frame.at[i, "matched"] == 0 else "too few seeds" if not tested[i] else
                         "beats the baselines" if rejected[i] and frame.at[i, "diff"] > 0 else "does not"
                         for i in frame.index]
     return frame
@@ -105,8 +111,42 @@ def rule_display(found: pd.DataFrame) -> pd.DataFrame:
     """``beats_baselines``'s frame for the page: per contractive recipe its best matched baseline, the difference
     in robust accuracy with its seed-level interval (a dash without a matched baseline), and the verdict."""
     text = ["–" if np.isnan(r.diff) else f"{r.diff:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]" for r in found.itertuples()]
-    return found.assign(**{"difference [seed 95 %]": text}).set_index("recipe")[
-        ["best matched baseline", "difference [seed 95 %]", "verdict"]]
+    holm = ["–" if np.isnan(p) else f"{p:.2g}" for p in found["p_holm"]]
+    return found.assign(**{"difference [seed 95 %]": text, "Holm p": holm}).set_index("recipe")[
+        ["best matched baseline", "difference [seed 95 %]", "Holm p", "verdict"]]
+
+
+def answer_text(found: pd.DataFrame, dataset: str, paper: tuple[str, ...]) -> str:
+    """The rule's answer on one front in words, from ``beats_baselines``'s frame: how many contractive recipes
+    were compared and how many beat their best matched baseline, then each recipe of the paper's setting
+    (``paper``) against that baseline with the difference and its seed-level interval."""
+    compared = found[found["p"].notna()]
+    wins = int((found["verdict"] == "beats the baselines").sum())
+    text = (f"On {DATASET_NAMES.get(dataset, dataset)}, {wins} of the {len(compared)} contractive recipes with a "
+            f"matched baseline beat it")
+    if len(found) > len(compared):
+        text += (f" ({len(found) - len(compared)} more are not compared: more accurate than every baseline, or "
+                 "fewer than two seeds)")
+    parts = []
+    for _, r in found[found["recipe"].isin(paper)].iterrows():
+        if np.isnan(r["p"]):
+            parts.append(f"the {r['recipe']} model (robust {r['robust']:.3f}) has no baseline of matched clean "
+                         "accuracy")
+            continue
+        verdict = "it beats it" if r["verdict"] == "beats the baselines" else "not a win by the rule"
+        parts.append(f"the {r['recipe']} model reaches {r['robust']:.3f} robust accuracy against "
+                     f"{r['baseline robust']:.3f} for the {r['best matched baseline']} baseline, "
+                     f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] over seeds: {verdict}")
+    return text + (". At the paper's setting " + "; ".join(parts) + "." if parts else ".")
+
+
+def not_run_text(not_run: list[RunConfig], planned: int) -> str:
+    """What the budget did not reach, by family (``group``): one sentence, or that every planned run is shown."""
+    if not not_run:
+        return "Every planned run is on the fronts below."
+    counts = pd.Series([group(cfg) for cfg in not_run]).value_counts()
+    return (f"Not run yet ({len(not_run)} of {planned} planned runs; the budget did not reach them): "
+            + ", ".join(f"{name} {n}" for name, n in counts.items()) + ". The fronts show what ran.")
 
 
 def worth_it(verdicts: pd.DataFrame) -> bool:

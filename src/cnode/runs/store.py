@@ -300,7 +300,7 @@ def load_or_front(run: Run, settings_name: str) -> dict[str, Any]:
         device = resolve_device(run.cfg.device)
         try:
             return {"front": settings_name, **measure(run.model.to(device), images.to(device), labels.to(device),
-                                                     settings)}
+                                                     settings, run.cfg.dataset)}
         finally:
             run.model.cpu()
 
