@@ -121,7 +121,8 @@ def test_what_did_not_run_is_counted_by_family():
                RunConfig.from_profile("paper", weight_decay=1e-3)]
     assert c09_front.not_run_text(missing, 10) == ("Not run yet (3 of 10 planned runs; the budget did not reach "
                                                     "them): adversarial training 2, weight decay 1. The fronts show "
-                                                    "what ran.")
+                                                    "what ran; a baseline still to come can only lower a "
+                                                    "contractive recipe's margin, never raise it.")
     assert c09_front.not_run_text([], 10).startswith("Every planned run")
 
 
@@ -130,3 +131,13 @@ def test_the_second_radius_is_measured_on_mnist_alone():
 
     assert dataset_eps(FRONTS["paper"], "mnist") == [0.05, 0.1] and dataset_eps(FRONTS["paper"], "fashion") == [0.05]
     assert dataset_eps(FRONTS["smoke"], "fashion") == [0.1]
+
+
+def test_the_intro_finding_counts_wins_per_front_and_at_the_paper_setting():
+    front = _front({"weight rho=1": ("contractive", [0.97, 0.971, 0.969], [0.40, 0.42, 0.41]),
+                    "weight rho=4": ("contractive", [0.97, 0.971, 0.969], [0.30, 0.29, 0.31]),
+                    "CNN": ("baseline", [0.968, 0.967, 0.969], [0.30, 0.29, 0.31])})
+    found = c09_front.beats_baselines(front)
+    text = c09_front.finding_text({"mnist": found, "fashion": found}, ("weight rho=1",), ["CNN"])
+    assert ("baseline (CNN) by the seed-level rule: 1 of 2 on MNIST and 1 of 2 on FashionMNIST; at the paper's own "
+            "setting 1 of 1 on MNIST") in text
