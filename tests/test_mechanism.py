@@ -41,6 +41,7 @@ def test_measure_reports_predictions_and_dense_checks(runs):
         out = mechanism.measure(run.model, run.cfg.rho, images, labels, settings)
         assert len(out["certified_rate"]) == len(out["step_bounds"]) == len(out["lambda_max_per_step"]) == 4
         assert out["exp_rho_T"] == pytest.approx(torch.exp(torch.tensor(-run.cfg.T)).item())
+        assert len(out["dense_checks"]) == (settings.dense_checks if run.cfg.h >= settings.dense_min_h else 0)
         for check in out["dense_checks"]:  # Lanczos never exceeds the true value, and gets close to it
             assert check["lanczos"] <= check["dense"] + 1e-4
             assert check["lanczos"] == pytest.approx(check["dense"], abs=0.05 * max(1.0, abs(check["dense"])))

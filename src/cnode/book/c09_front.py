@@ -332,6 +332,11 @@ def front_figure(summaries: dict[str, pd.DataFrame], eps: float) -> Figure:
                             ms=7 if marker == "*" else 5, capsize=2, label=grp, alpha=0.85)
         line = table.loc[non_dominated(table[["clean", "robust"]])]
         ax.plot(line["clean"], line["robust"], "k--", lw=0.8, label="non-dominated")
+        named = table[(table["group"] == "paper's setting") | table.index.isin(line.index)]
+        for name, row in named.iterrows():  # the paper's setting and the front's line, by name
+            ax.annotate(name, (row["clean"], row["robust"]), xytext=(4, 4), textcoords="offset points",
+                        fontsize="x-small")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
         ax.set_title(DATASET_NAMES.get(dataset, dataset), fontsize="small")
         ax.set_xlabel("clean accuracy (all test images)")
         ax.set_ylabel(f"robust accuracy, APGD eps = {eps:g}")

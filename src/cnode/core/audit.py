@@ -109,10 +109,11 @@ class _Capture(logging.Handler):
         self.records.append(record)
 
 
-def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, settings: AuditSettings
-               ) -> tuple[Tensor, dict[str, Any]]:
+def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, settings: AuditSettings,
+               apgd: tuple[int, int] | None = None) -> tuple[Tensor, dict[str, Any]]:
     """AutoAttack (pyautoattack) at L-inf ``eps``: (adversarial images, {"after": robust accuracy after each
-    attack, "flags": its warnings}). Its own log is captured, not printed."""
+    attack, "flags": its warnings}). Its own log is captured, not printed. ``apgd``: (iterations, restarts) of
+    its APGD attacks where not AutoAttack's own (100, and 5 in its custom version)."""
     from pyautoattack import AutoAttack
 
     version, attacks = ("standard", None) if settings.aa_attacks is None else ("custom", list(settings.aa_attacks))
@@ -125,6 +126,8 @@ def autoattack(model: nn.Module, x: Tensor, y: Tensor, eps: float, settings: Aud
         with frozen(model):
             aa = AutoAttack(model, attacks=attacks, device=x.device, eps=eps, norm="Linf", seed=settings.seed,
                             version=version)
+            if apgd is not None:
+                aa.apgd.n_iter, aa.apgd.n_restarts = apgd
             adv, _ = aa.run_standard_evaluation(x, y, batch_size=250)
     finally:
         logger.removeHandler(capture)

@@ -54,8 +54,7 @@ class MechanismSettings(Hashed):
 
 #: ``smoke`` for tests, ``paper`` for the chapter (about half a minute per model on 2 CPU cores).
 MECHANISMS: dict[str, MechanismSettings] = {
-    "smoke": MechanismSettings(images=32, pgd_steps=5, lanczos_images=8, lanczos_iters=60, dense_checks=1,
-                               dense_min_h=0.0),
+    "smoke": MechanismSettings(images=32, pgd_steps=5, lanczos_images=8, lanczos_iters=60, dense_checks=1),
     "paper": MechanismSettings(),
 }
 
