@@ -104,7 +104,7 @@ def test_the_answer_in_words_names_the_paper_setting_and_its_baseline():
                     "CNN": ("baseline", [0.968, 0.967, 0.969], [0.30, 0.29, 0.31]),
                     "jacobian rho=4": ("contractive", [0.99, 0.99, 0.99], [0.5, 0.5, 0.5])})
     text = c09_front.answer_text(c09_front.beats_baselines(front), "mnist", ("weight rho=1",))
-    assert text.startswith("On MNIST, 1 of the 1 contractive recipes with a matched baseline beat it (1 more")
+    assert text.startswith("On MNIST, 1 of the 1 contractive recipe with a matched baseline beats it (1 more is")
     assert "0.410 robust accuracy against 0.300 for the CNN baseline, +0.110 [" in text and "it beats it" in text
 
 

@@ -122,10 +122,11 @@ def answer_text(found: pd.DataFrame, dataset: str, paper: tuple[str, ...]) -> st
     (``paper``) against that baseline with the difference and its seed-level interval."""
     compared = found[found["p"].notna()]
     wins = int((found["verdict"] == "beats the baselines").sum())
-    text = (f"On {DATASET_NAMES.get(dataset, dataset)}, {wins} of the {len(compared)} contractive recipes with a "
-            f"matched baseline beat it")
-    if len(found) > len(compared):
-        text += (f" ({len(found) - len(compared)} more are not compared: more accurate than every baseline, or "
+    n, rest = len(compared), len(found) - len(compared)
+    text = (f"On {DATASET_NAMES.get(dataset, dataset)}, {wins} of the {n} contractive "
+            f"recipe{'s' if n != 1 else ''} with a matched baseline beat{'s' if n == 1 else ''} it")
+    if rest:
+        text += (f" ({rest} more {'is' if rest == 1 else 'are'} not compared: more accurate than every baseline, or "
                  "fewer than two seeds)")
     parts = []
     for _, r in found[found["recipe"].isin(paper)].iterrows():
