@@ -33,7 +33,7 @@ def test_a_front_where_it_is_not():
                     "jacobian": ("contractive", [0.99, 0.99, 0.99], [0.9, 0.9, 0.9]),
                     "adv CNN": ("baseline", [0.968, 0.967, 0.969], [0.38, 0.41, 0.39])})
     found = c09_front.beats_baselines(front).set_index("recipe")
-    assert found.loc["weight", "verdict"] == "does not"
+    assert found.loc["weight", "verdict"] == "not shown"
     assert found.loc["jacobian", "verdict"] == "no matched baseline"
     assert not c09_front.worth_it(found)
 
@@ -103,9 +103,14 @@ def test_the_answer_in_words_names_the_paper_setting_and_its_baseline():
     front = _front({"weight rho=1": ("contractive", [0.97, 0.971, 0.969], [0.40, 0.42, 0.41]),
                     "CNN": ("baseline", [0.968, 0.967, 0.969], [0.30, 0.29, 0.31]),
                     "jacobian rho=4": ("contractive", [0.99, 0.99, 0.99], [0.5, 0.5, 0.5])})
-    text = c09_front.answer_text(c09_front.beats_baselines(front), "mnist", ("weight rho=1",))
+    text = c09_front.answer_text(c09_front.beats_baselines(front), "mnist", ("weight rho=1", "jacobian rho=4"),
+                                 c09_front.summary(front.assign(group="g", **{"weight condition": False,
+                                                                             "Euler map": False,
+                                                                             "Jacobian target": False})))
     assert text.startswith("On MNIST, 1 of the 1 contractive recipe with a matched baseline beats it (1 more is")
-    assert "0.410 robust accuracy against 0.300 for the CNN baseline, +0.110 [" in text and "it beats it" in text
+    assert "0.410 robust accuracy against 0.300 for the CNN baseline, +0.110 [" in text and "it beats it (Holm" in text
+    assert "jacobian rho=4 model (robust 0.500) has no baseline of matched clean accuracy (the closest, the CNN, is " \
+           "0.022 less accurate and reaches 0.300 robust accuracy)" in text
 
 
 def test_a_recipe_with_one_shared_seed_gets_no_verdict():

@@ -72,7 +72,7 @@ def beats_baselines(points: pd.DataFrame, margin: float = MATCH, alpha: float = 
     clean, robust (the robust accuracy of every seed on the same images). Per contractive recipe C: its matched
     baselines (mean clean >= C's - ``margin``), the best of them by mean robust accuracy, the seed-level interval of
     C's robust accuracy minus that baseline's over their shared seeds, and the verdict after Holm's correction over
-    the contractive recipes that have a matched baseline: 'beats the baselines', 'does not', 'no matched
+    the contractive recipes that have a matched baseline: 'beats the baselines', 'not shown', 'no matched
     baseline' (C is more accurate than every baseline, so the rule cannot compare it) or 'too few seeds' (fewer
     than two shared with that baseline)."""
     means = points.groupby("recipe", sort=False)[["clean", "robust"]].mean()
@@ -81,10 +81,11 @@ def beats_baselines(points: pd.DataFrame, margin: float = MATCH, alpha: float = 
     rows = []
     for recipe in means.index[kinds == "contractive"]:
         matched = means[(kinds == "baseline") & (means["clean"] >= means.loc[recipe, "clean"] - margin)]
-        if matched.empty:
+        if matched.empty:  # the closest baseline below the margin, named in the answer
+            near = means[kinds == "baseline"]["clean"].idxmax() if (kinds == "baseline").any() else "none"
             rows.append({"recipe": recipe, "clean": means.loc[recipe, "clean"], "robust": means.loc[recipe, "robust"],
                          "best matched baseline": "none", "baseline robust": np.nan, "matched": 0, "diff": np.nan,
-                         "lo": np.nan, "hi": np.nan, "p": np.nan})
+                         "lo": np.nan, "hi": np.nan, "p": np.nan, "closest": near})
             continue
         best = matched["robust"].idxmax()
         seeds = sorted(set(by_seed[recipe].index) & set(by_seed[best].index))
@@ -96,13 +97,13 @@ def beats_baselines(points: pd.DataFrame, margin: float = MATCH, alpha: float = 
                      "matched": len(matched), "diff": found["diff"],
                      "lo": found["lo"], "hi": found["hi"], "p": found["p"]})
     frame = pd.DataFrame(rows, columns=["recipe", "clean", "robust", "best matched baseline", "baseline robust",
-                                        "matched", "diff", "lo", "hi", "p"])
+                                        "matched", "diff", "lo", "hi", "p", "closest"])
     tested = frame["p"].notna()
     rejected = dict(zip(frame.index[tested], stats.holm(frame.loc[tested, "p"].tolist(), alpha), strict=True))
     frame["p_holm"] = np.nan
     frame.loc[tested, "p_holm"] = stats.holm_adjusted(frame.loc[tested, "p"].tolist())
     frame["verdict"] = ["no matched baseline" if frame.at[i, "matched"] == 0 else "too few seeds" if not tested[i] else
-                        "beats the baselines" if rejected[i] and frame.at[i, "diff"] > 0 else "does not"
+                        "beats the baselines" if rejected[i] and frame.at[i, "diff"] > 0 else "not shown"
                         for i in frame.index]
     return frame
 
@@ -116,10 +117,11 @@ def rule_display(found: pd.DataFrame) -> pd.DataFrame:
         ["best matched baseline", "difference [seed 95 %]", "Holm p", "verdict"]]
 
 
-def answer_text(found: pd.DataFrame, dataset: str, paper: tuple[str, ...]) -> str:
+def answer_text(found: pd.DataFrame, dataset: str, paper: tuple[str, ...], means: pd.DataFrame) -> str:
     """The rule's answer on one front in words, from ``beats_baselines``'s frame: how many contractive recipes
     were compared and how many beat their best matched baseline, then each recipe of the paper's setting
-    (``paper``) against that baseline with the difference and its seed-level interval."""
+    (``paper``) against that baseline with the difference, its seed-level interval and Holm p, or, unmatched, the
+    closest baseline below the margin (``means``: ``summary``'s clean and robust per recipe)."""
     compared = found[found["p"].notna()]
     wins = int((found["verdict"] == "beats the baselines").sum())
     n, rest = len(compared), len(found) - len(compared)
@@ -131,11 +133,18 @@ def answer_text(found: pd.DataFrame, dataset: str, paper: tuple[str, ...]) -> st
     parts = []
     for _, r in found[found["recipe"].isin(paper)].iterrows():
         if np.isnan(r["p"]):
-            why = ("has no baseline of matched clean accuracy" if r["verdict"] == "no matched baseline" else
-                   f"shares fewer than two seeds with its best matched baseline ({r['best matched baseline']})")
+            if r["verdict"] == "no matched baseline" and r["closest"] in means.index:
+                near = means.loc[r["closest"]]
+                why = (f"has no baseline of matched clean accuracy (the closest, the {r['closest']}, is "
+                       f"{r['clean'] - near['clean']:.3f} less accurate and reaches {near['robust']:.3f} robust "
+                       "accuracy)")
+            else:
+                why = ("has no baseline of matched clean accuracy" if r["verdict"] == "no matched baseline" else
+                       f"shares fewer than two seeds with its best matched baseline ({r['best matched baseline']})")
             parts.append(f"the {r['recipe']} model (robust {r['robust']:.3f}) {why}")
             continue
-        verdict = "it beats it" if r["verdict"] == "beats the baselines" else "not a win by the rule"
+        verdict = ("it beats it" if r["verdict"] == "beats the baselines" else "not a win by the rule") + \
+            f" (Holm p {r['p_holm']:.2g})"
         parts.append(f"the {r['recipe']} model reaches {r['robust']:.3f} robust accuracy against "
                      f"{r['baseline robust']:.3f} for the {r['best matched baseline']} baseline, "
                      f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] over seeds: {verdict}")
