@@ -97,3 +97,12 @@ def test_the_euler_step_contracts_exactly_below_its_step_size_limit():
     assert limit > 0
     assert lp.euler_step_bound(w, rate, 0.99 * limit, 1.0) < 1 < lp.euler_step_bound(w, rate, 1.01 * limit, 1.0)
     assert lp.euler_h_limit(w, -0.5, 1.0) == 0.0
+
+
+def test_certified_accuracy_is_clean_accuracy_at_radius_zero_and_falls_with_the_radius():
+    model = _small_node(0, 3, 0.3).eval()
+    images, labels = torch.rand(16, 1, 6, 6, dtype=torch.float64), torch.randint(0, 10, (16,))
+    found = lp.certified_accuracy(model, images, labels, [0.0, 0.01, 0.1, 10.0])
+    with torch.no_grad():
+        assert found[0.0] == pytest.approx((model(images).argmax(1) == labels).float().mean().item())
+    assert found[0.0] >= found[0.01] >= found[0.1] >= found[10.0]

@@ -306,19 +306,6 @@ def overfitting(history: list[dict[str, Any]]) -> dict[str, Any]:
     return {"fgsm": fgsm[-1], "pgd": pgd[-1], "best pgd": best, "collapsed": collapsed}
 
 
-def certified_accuracy(model: Any, images: Any, labels: Any, radii: list[float]) -> dict[float, float]:
-    """Share of ``images`` whose certified L2 radius (chapter 7's guaranteed Lipschitz bound, eq. ``certificate``)
-    reaches each of ``radii``: the prediction is correct and provably stays so within that radius."""
-    import torch
-
-    from cnode.core import lipschitz
-
-    bound = lipschitz.lipschitz_bound(model)["total"]
-    with torch.no_grad():
-        radius = lipschitz.certified_radius(model(images), labels, bound)
-    return {r: float((radius >= r).float().mean()) for r in radii}
-
-
 def split_stored(cfgs: list[RunConfig], suite: str, front: str) -> tuple[list[RunConfig], list[RunConfig]]:
     """(runs trained, evaluated and measured under the front's suite, runs the budget has not reached): the
     chapter shows the first and lists the second as not run."""
@@ -333,15 +320,20 @@ def split_stored(cfgs: list[RunConfig], suite: str, front: str) -> tuple[list[Ru
 def front_figure(summaries: dict[str, pd.DataFrame], eps: float) -> Figure:
     """One panel per dataset: every recipe at (mean clean, mean robust) with seed sd bars in both axes, marked by
     group; the non-dominated recipes joined by a line."""
+    import seaborn as sns
+
+    colors = dict(zip(MARKERS, sns.color_palette("colorblind", len(MARKERS)), strict=True))  # same in every panel
     fig, axes = plt.subplots(1, len(summaries), figsize=(5.2 * len(summaries), 4.4), squeeze=False)
+    legend: dict[str, Any] = {}
     for ax, (dataset, table) in zip(axes[0], summaries.items(), strict=True):
         for grp, marker in MARKERS.items():
             part = table[table["group"] == grp]
             if len(part):
-                ax.errorbar(part["clean"], part["robust"], xerr=part["clean_sd"], yerr=part["robust_sd"], fmt=marker,
-                            ms=7 if marker == "*" else 5, capsize=2, label=grp, alpha=0.85)
+                legend[grp] = ax.errorbar(part["clean"], part["robust"], xerr=part["clean_sd"], yerr=part["robust_sd"],
+                                          fmt=marker, ms=7 if marker == "*" else 5, capsize=2, color=colors[grp],
+                                          alpha=0.85)
         line = table.loc[non_dominated(table[["clean", "robust"]])]
-        ax.plot(line["clean"], line["robust"], "k--", lw=0.8, label="non-dominated")
+        legend["non-dominated"] = ax.plot(line["clean"], line["robust"], "k--", lw=0.8)[0]
         named = table[(table["group"] == "paper's setting") | table.index.isin(line.index)]
         for name, row in named.iterrows():  # the paper's setting and the front's line, by name
             ax.annotate(name, (row["clean"], row["robust"]), xytext=(4, 4), textcoords="offset points",
@@ -350,8 +342,7 @@ def front_figure(summaries: dict[str, pd.DataFrame], eps: float) -> Figure:
         ax.set_title(DATASET_NAMES.get(dataset, dataset), fontsize="small")
         ax.set_xlabel("clean accuracy (all test images)")
         ax.set_ylabel(f"robust accuracy, APGD eps = {eps:g}")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize="small", frameon=False)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=4, fontsize="small", frameon=False)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     return fig
 

@@ -151,3 +151,13 @@ def jacobian_norms(model: nn.Module, u: Tensor) -> Tensor:
             for c in range(logits.shape[1])]
     model.train(was_training)
     return torch.linalg.matrix_norm(torch.stack(rows, 1).double(), ord=2).float()
+
+
+def certified_accuracy(model: nn.Module, images: Tensor, labels: Tensor, radii: list[float]) -> dict[float, float]:
+    """Share of ``images`` (N, C, H, W) whose certified L2 radius (``certified_radius`` under the guaranteed bound
+    ``lipschitz_bound``, eq. ``certificate``) reaches each of ``radii``: correct and provably unchanged within it."""
+    bound = lipschitz_bound(model)["total"]
+    with torch.no_grad():
+        logits = model(images)
+    radius, correct = certified_radius(logits, labels, bound), logits.argmax(1) == labels
+    return {r: float((correct & (radius >= r)).float().mean()) for r in radii}  # a wrong image: radius 0, never >= 0
