@@ -103,7 +103,8 @@ def test_the_answer_in_words_names_the_paper_setting_and_its_baseline():
     front = _front({"weight rho=1": ("contractive", [0.97, 0.971, 0.969], [0.40, 0.42, 0.41]),
                     "CNN": ("baseline", [0.968, 0.967, 0.969], [0.30, 0.29, 0.31]),
                     "jacobian rho=4": ("contractive", [0.99, 0.99, 0.99], [0.5, 0.5, 0.5])})
-    text = c09_front.answer_text(c09_front.beats_baselines(front), "mnist", ("weight rho=1", "jacobian rho=4"),
+    found = c09_front.beats_baselines(front)
+    text = c09_front.answer_text(found, found, "mnist", ("weight rho=1", "jacobian rho=4"),
                                  c09_front.summary(front.assign(group="g", **{"weight condition": False,
                                                                              "Euler map": False,
                                                                              "Jacobian target": False})))
@@ -123,12 +124,11 @@ def test_what_did_not_run_is_counted_by_family():
     from cnode.core.config import RunConfig
 
     missing = [RunConfig.from_profile("paper", adv_eps=0.1), RunConfig.from_profile("paper", model="cnn", adv_eps=0.1),
-               RunConfig.from_profile("paper", weight_decay=1e-3)]
-    assert c09_front.not_run_text(missing, 10) == ("Not run yet (3 of 10 planned runs; the budget did not reach "
-                                                    "them): adversarial training 2, weight decay 1. The fronts show "
-                                                    "what ran; a baseline still to come can only lower a "
-                                                    "contractive recipe's margin, never raise it.")
-    assert c09_front.not_run_text([], 10).startswith("Every planned run")
+               RunConfig.from_profile("paper", weight_decay=1e-3), RunConfig.from_profile("paper", rho=4.0)]
+    text = c09_front.not_run_text(missing, 10, {missing[3].key()})
+    assert text.startswith("Not run yet (4 of 10 planned runs; the budget did not reach them): 3 runs not trained "
+                           "(adversarial training 2, weight decay 1) and the attacks of 1 trained ones. The fronts")
+    assert c09_front.not_run_text([], 10, set()).startswith("Every planned run")
 
 
 def test_the_second_radius_is_measured_on_mnist_alone():
@@ -143,6 +143,32 @@ def test_the_intro_finding_counts_wins_per_front_and_at_the_paper_setting():
                     "weight rho=4": ("contractive", [0.97, 0.971, 0.969], [0.30, 0.29, 0.31]),
                     "CNN": ("baseline", [0.968, 0.967, 0.969], [0.30, 0.29, 0.31])})
     found = c09_front.beats_baselines(front)
-    text = c09_front.finding_text({"mnist": found, "fashion": found}, ("weight rho=1",), ["CNN"])
+    text = c09_front.finding_text({"mnist": found, "fashion": found}, {"mnist": found, "fashion": found},
+                                  ("weight rho=1",), ["CNN"])
     assert ("baseline (CNN) by the seed-level rule: 1 of 2 on MNIST and 1 of 2 on FashionMNIST; at the paper's own "
             "setting 1 of 1 on MNIST") in text
+
+
+def test_a_recipe_is_shown_once_every_seed_is_stored(tmp_path, monkeypatch):
+    from cnode.core.config import RunConfig
+    from cnode.runs.store import METRICS, eval_file, front_file, run_dir
+
+    monkeypatch.setenv("CNODE_RESULTS", str(tmp_path))
+    cfgs = [RunConfig.from_profile("smoke", regularizer=reg, seed=s) for reg in ("none", "weight") for s in (0, 1)]
+    for cfg in cfgs[:3]:  # vanilla: both seeds; weight: seed 0 only
+        run_dir(cfg).mkdir(parents=True)
+        for name in (METRICS, eval_file("smoke"), front_file("smoke")):
+            (run_dir(cfg) / name).write_text("{}")
+    shown, not_run = c09_front.split_stored(cfgs, "smoke", "smoke")
+    assert shown == cfgs[:2] and not_run == cfgs[2:]
+
+
+def test_catastrophic_overfitting_is_pgd_collapsing_while_fgsm_rises():
+    from cnode.core.train import catastrophic_overfitting
+
+    def history(fgsm, pgd):
+        return [{"adv_fgsm_acc": f, "adv_pgd_acc": p} for f, p in zip(fgsm, pgd, strict=True)]
+
+    assert catastrophic_overfitting(history([0.5, 0.6, 0.9], [0.4, 0.45, 0.02]))["collapsed"]
+    assert not catastrophic_overfitting(history([0.5, 0.6, 0.65], [0.4, 0.45, 0.47]))["collapsed"]
+    assert not catastrophic_overfitting(history([0.5, 0.6, 0.3], [0.4, 0.45, 0.02]))["collapsed"]  # FGSM fell too

@@ -117,11 +117,13 @@ def rule_display(found: pd.DataFrame) -> pd.DataFrame:
         ["best matched baseline", "difference [seed 95 %]", "Holm p", "verdict"]]
 
 
-def answer_text(found: pd.DataFrame, dataset: str, paper: tuple[str, ...], means: pd.DataFrame) -> str:
+def answer_text(found: pd.DataFrame, own: pd.DataFrame, dataset: str, paper: tuple[str, ...], means: pd.DataFrame
+                ) -> str:
     """The rule's answer on one front in words, from ``beats_baselines``'s frame: how many contractive recipes
     were compared and how many beat their best matched baseline, then each recipe of the paper's setting
-    (``paper``) against that baseline with the difference, its seed-level interval and Holm p, or, unmatched, the
-    closest baseline below the margin (``means``: ``summary``'s clean and robust per recipe)."""
+    (``paper``) from ``own`` (the rule on the paper's recipes alone: Holm over them) against that baseline with
+    the difference, its seed-level interval and Holm p, or, unmatched, the closest baseline below the margin
+    (``means``: ``summary``'s clean and robust per recipe)."""
     compared = found[found["p"].notna()]
     wins = int((found["verdict"] == "beats the baselines").sum())
     n, rest = len(compared), len(found) - len(compared)
@@ -131,7 +133,7 @@ def answer_text(found: pd.DataFrame, dataset: str, paper: tuple[str, ...], means
         text += (f" ({rest} more {'is' if rest == 1 else 'are'} not compared: more accurate than every baseline, or "
                  "fewer than two seeds)")
     parts = []
-    for _, r in found[found["recipe"].isin(paper)].iterrows():
+    for _, r in own[own["recipe"].isin(paper)].iterrows():
         if np.isnan(r["p"]):
             if r["verdict"] == "no matched baseline" and r["closest"] in means.index:
                 near = means.loc[r["closest"]]
@@ -151,29 +153,34 @@ def answer_text(found: pd.DataFrame, dataset: str, paper: tuple[str, ...], means
     return text + (". At the paper's setting " + "; ".join(parts) + "." if parts else ".")
 
 
-def not_run_text(not_run: list[RunConfig], planned: int) -> str:
-    """What the budget did not reach, by family (``group``): one sentence, or that every planned run is shown."""
+def not_run_text(not_run: list[RunConfig], planned: int, trained: set[str]) -> str:
+    """What the budget did not reach, in one sentence: runs not trained yet by family (``group``), and stored runs
+    (keys in ``trained``) whose front is not measured yet; or that every planned run is shown."""
     if not not_run:
         return "Every planned run is on the fronts below."
-    counts = pd.Series([group(cfg) for cfg in not_run]).value_counts()
+    new = pd.Series([group(c) for c in not_run if c.key() not in trained]).value_counts()
+    old = sum(c.key() in trained for c in not_run)
+    parts = ([f"{new.sum()} runs not trained ({', '.join(f'{g} {n}' for g, n in new.items())})"] if len(new) else []) \
+        + ([f"the attacks of {old} trained ones"] if old else [])
     return (f"Not run yet ({len(not_run)} of {planned} planned runs; the budget did not reach them): "
-            + ", ".join(f"{name} {n}" for name, n in counts.items()) + ". The fronts show what ran; a baseline still "
-            "to come can only lower a contractive recipe's margin, never raise it.")
+            + " and ".join(parts) + ". The fronts show what ran; a baseline still to come can only lower a "
+            "contractive recipe's margin, never raise it.")
 
 
-def finding_text(found: Mapping[str, pd.DataFrame], paper: tuple[str, ...], baselines: list[str]) -> str:
+def finding_text(found: Mapping[str, pd.DataFrame], own: Mapping[str, pd.DataFrame], paper: tuple[str, ...],
+                 baselines: list[str]) -> str:
     """The intro's finding from ``beats_baselines``'s frame per dataset: on each front, how many contractive
-    recipes beat the most robust baseline of matched clean accuracy, of those compared; the same for ``paper``;
-    ``baselines`` names the baseline families on the fronts."""
+    recipes beat the most robust baseline of matched clean accuracy, of those compared; the same for ``paper``
+    from ``own`` (the rule on the paper's recipes alone); ``baselines`` names the baseline families."""
     def count(frame: pd.DataFrame) -> str:
         return f"{int((frame['verdict'] == 'beats the baselines').sum())} of {int(frame['p'].notna().sum())}"
 
     names = [DATASET_NAMES.get(d, d) for d in found]
     every = " and ".join(f"{count(f)} on {n}" for n, f in zip(names, found.values(), strict=True))
-    own = " and ".join(f"{count(f[f['recipe'].isin(paper)])} on {n}"
-                       for n, f in zip(names, found.values(), strict=True))
+    at_paper = " and ".join(f"{count(f[f['recipe'].isin(paper)])} on {n}"
+                            for n, f in zip(names, own.values(), strict=True))
     return (f"At matched clean accuracy, the contractive recipes that beat the most robust baseline "
-            f"({', '.join(baselines)}) by the seed-level rule: {every}; at the paper's own setting {own}")
+            f"({', '.join(baselines)}) by the seed-level rule: {every}; at the paper's own setting {at_paper}")
 
 
 def worth_it(verdicts: pd.DataFrame) -> bool:
@@ -295,24 +302,18 @@ def init_table(front: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cells).rename_axis("init").rename(columns={"none": "vanilla"})
 
 
-def overfitting(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """Catastrophic overfitting of adversarial training (Wong et al.) in one run's history: PGD accuracy at the
-    training eps collapsing (below half its best earlier value, and below 0.1) while FGSM accuracy rises over
-    the same epochs. Returns the last epoch's FGSM and PGD accuracy, their best, and ``collapsed``."""
-    fgsm = [r["adv_fgsm_acc"] for r in history]
-    pgd = [r["adv_pgd_acc"] for r in history]
-    best = max(pgd)
-    collapsed = bool(pgd[-1] < min(0.5 * best, 0.1) and fgsm[-1] >= fgsm[pgd.index(best)])
-    return {"fgsm": fgsm[-1], "pgd": pgd[-1], "best pgd": best, "collapsed": collapsed}
-
-
 def split_stored(cfgs: list[RunConfig], suite: str, front: str) -> tuple[list[RunConfig], list[RunConfig]]:
     """(runs trained, evaluated and measured under the front's suite, runs the budget has not reached): the
-    chapter shows the first and lists the second as not run."""
+    chapter shows the first and lists the second as not run. A recipe is shown once all its planned seeds are
+    stored (on fewer it would be judged on other seeds than its rivals)."""
+    from collections import Counter
+
     from cnode.runs.store import METRICS, eval_file, front_file, run_dir
 
     done = [cfg for cfg in cfgs if all((run_dir(cfg) / name).exists()
                                        for name in (METRICS, eval_file(suite), front_file(front)))]
+    planned, stored = (Counter((c.dataset, recipe(c)) for c in group) for group in (cfgs, done))
+    done = [c for c in done if stored[(c.dataset, recipe(c))] == planned[(c.dataset, recipe(c))]]
     keys = {cfg.key() for cfg in done}
     return done, [cfg for cfg in cfgs if cfg.key() not in keys]
 

@@ -229,3 +229,13 @@ def interleaved_times(steps: dict[str, Callable[[int], Any]], rounds: int, warmu
                 times[name].append(time.perf_counter() - start)
     return times
 
+
+def catastrophic_overfitting(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Catastrophic overfitting of adversarial training (Wong et al.) in one run's history: PGD accuracy at the
+    training eps collapsing (below half its best earlier value, and below 0.1) while FGSM accuracy rises over
+    the same epochs. Returns the last epoch's FGSM and PGD accuracy, their best, and ``collapsed``."""
+    fgsm = [r["adv_fgsm_acc"] for r in history]
+    pgd = [r["adv_pgd_acc"] for r in history]
+    best = max(pgd)
+    collapsed = bool(pgd[-1] < min(0.5 * best, 0.1) and fgsm[-1] >= fgsm[pgd.index(best)])
+    return {"fgsm": fgsm[-1], "pgd": pgd[-1], "best pgd": best, "collapsed": collapsed}
