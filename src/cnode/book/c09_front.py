@@ -318,15 +318,16 @@ def split_stored(cfgs: list[RunConfig], suite: str, front: str) -> tuple[list[Ru
     return done, [cfg for cfg in cfgs if cfg.key() not in keys]
 
 
-def front_figure(summaries: dict[str, pd.DataFrame], eps: float) -> Figure:
-    """One panel per dataset: every recipe at (mean clean, mean robust) with seed sd bars in both axes, marked by
-    group; the non-dominated recipes joined by a line."""
+def front_figure(summaries: dict[str, pd.DataFrame], eps: float,
+                 named: tuple[str, ...] = ("paper's setting", "init ablation")) -> Figure:
+    """One panel per dataset, one below the other: every recipe at (mean clean, mean robust) with seed sd bars in
+    both axes, marked by group; the non-dominated recipes joined by a line; those and the groups ``named`` by name."""
     import seaborn as sns
 
     colors = dict(zip(MARKERS, sns.color_palette("colorblind", len(MARKERS)), strict=True))  # same in every panel
-    fig, axes = plt.subplots(1, len(summaries), figsize=(5.2 * len(summaries), 4.4), squeeze=False)
+    fig, axes = plt.subplots(len(summaries), 1, figsize=(7.0, 4.2 * len(summaries) + 0.6), squeeze=False)
     legend: dict[str, Any] = {}
-    for ax, (dataset, table) in zip(axes[0], summaries.items(), strict=True):
+    for ax, (dataset, table) in zip(axes[:, 0], summaries.items(), strict=True):
         for grp, marker in MARKERS.items():
             part = table[table["group"] == grp]
             if len(part):
@@ -335,8 +336,7 @@ def front_figure(summaries: dict[str, pd.DataFrame], eps: float) -> Figure:
                                           alpha=0.85)
         line = table.loc[non_dominated(table[["clean", "robust"]])]
         legend["non-dominated"] = ax.plot(line["clean"], line["robust"], "k--", lw=0.8)[0]
-        named = table[(table["group"] == "paper's setting") | table.index.isin(line.index)]
-        for name, row in named.iterrows():  # the paper's setting and the front's line, by name
+        for name, row in table[table["group"].isin(named) | table.index.isin(line.index)].iterrows():
             ax.annotate(name, (row["clean"], row["robust"]), xytext=(4, 4), textcoords="offset points",
                         fontsize="x-small")
         ax.xaxis.set_major_locator(plt.MaxNLocator(4))
@@ -344,7 +344,7 @@ def front_figure(summaries: dict[str, pd.DataFrame], eps: float) -> Figure:
         ax.set_xlabel("clean accuracy (all test images)")
         ax.set_ylabel(f"robust accuracy, APGD eps = {eps:g}")
     fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=4, fontsize="small", frameon=False)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight() + 0.04, 1, 1))
     return fig
 
 
