@@ -183,6 +183,12 @@ def finding_text(found: Mapping[str, pd.DataFrame], own: Mapping[str, pd.DataFra
             f"({', '.join(baselines)}) by the seed-level rule: {every}; at the paper's own setting {at_paper}")
 
 
+def paper_rule(points: pd.DataFrame, paper: tuple[str, ...]) -> pd.DataFrame:
+    """``beats_baselines`` on the baselines and the recipes of the paper's setting (``paper``) alone: the
+    separate answer for the paper's own setting, Holm over its recipes only."""
+    return beats_baselines(points[(points["family"] == "baseline") | points["recipe"].isin(paper)])
+
+
 def worth_it(verdicts: pd.DataFrame) -> bool:
     """Contractivity is worth it on a front when some contractive recipe beats the baselines."""
     return bool((verdicts["verdict"] == "beats the baselines").any())
