@@ -16,21 +16,25 @@ MATHJAX_SHA256  := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64
 MATHJAX_TGZ     := $(VENV)/mathjax-$(MATHJAX_VERSION).tgz
 MATHJAX         := _vendor/mathjax/tex-mml-chtml.js
 
-.PHONY: book test check venv data chapters html unit smoke nbval browser browser-deps slurm clean-tree mathjax lock \
+.PHONY: book test check venv data chapters html unit smoke unit-smoke nbval browser browser-deps system-deps slurm \
+        clean-tree mathjax lock \
         lint bench clean paper-grid
 
 book: chapters
 	$(MAKE) html
 
 # `make check` first (seconds): a broken edit stops the suite before the minutes of training and notebooks. The
-# training tests and smoke runs use both cores; the two re-executions of the chapters (nbval, clean-tree: light,
-# one thread each) run side by side, as do the browser test and the SLURM smoke sweep (mostly waiting; Chromium is
-# installed first, so that the two never hold the package manager at once).
+# training tests and smoke runs use both cores while the package manager installs Chromium and SLURM beside them
+# (downloads, mostly waiting); the two re-executions of the chapters (nbval, clean-tree: light, one thread each)
+# run side by side, as do the browser test and the SLURM smoke sweep (mostly waiting).
 test: check
-	$(MAKE) unit smoke
+	$(MAKE) -j2 --output-sync=target system-deps unit-smoke
 	OMP_NUM_THREADS=1 $(MAKE) -j2 --output-sync=target nbval clean-tree
-	$(MAKE) browser-deps
 	$(MAKE) -j2 --output-sync=target browser slurm
+
+unit-smoke:
+	$(MAKE) unit
+	$(MAKE) smoke
 
 # What a contributor runs after every edit: ruff, then the pure tests (algebra, tables, parameters, rules), no
 # training, no notebooks, no browser.
@@ -87,10 +91,10 @@ html: $(STAMP) $(MATHJAX)
 	$(BIN)/jupyter-book build . -W --keep-going
 
 unit: $(DATA_STAMP)
-	$(BIN)/python -m pytest tests -m "train"
+	$(BIN)/python -m pytest tests -m "train" --durations=8
 
 smoke: $(DATA_STAMP)
-	$(BIN)/python -m pytest tests -m notebook
+	$(BIN)/python -m pytest tests -m notebook --durations=8
 
 nbval: $(DATA_STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-sanitize-with $(NBVAL_SANITIZE) \
@@ -113,16 +117,17 @@ GRID_ARGS ?= --workers 1 --nice --deadline-min 1440
 paper-grid: $(DATA_STAMP)
 	$(BIN)/python -m cnode grid $(GRID_ARGS)
 
-# Debian's Chromium and its driver for the browser test (as root; elsewhere one line says what to install).
+# Debian's packages the tests need, as root (elsewhere one line says what to install): Chromium and its driver for
+# the browser test; with system-deps also SLURM and munge for the SLURM smoke, in one call of the package manager.
+BROWSER_PACKAGES := chromium chromium-driver
+SYSTEM_PACKAGES := $(BROWSER_PACKAGES) slurmctld slurmd slurm-client munge
+APT_INSTALL = if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+  $(1) > /dev/null; else echo "the tests need Debian's packages $(1): sudo apt-get install $(1)"; exit 1; fi
 browser-deps:
-	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null; \
-	  else \
-	    echo "the browser test needs Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; \
-	    exit 1; \
-	  fi; \
-	fi
+	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || { $(call APT_INSTALL,$(BROWSER_PACKAGES)); }
+system-deps:
+	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -x /usr/sbin/slurmctld ] || \
+	  { $(call APT_INSTALL,$(SYSTEM_PACKAGES)); }
 
 # Build the HTML from the committed notebooks and open every page in headless Chromium; screenshots land in
 # _build/screenshots/.
