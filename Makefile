@@ -123,11 +123,11 @@ BROWSER_PACKAGES := chromium chromium-driver
 SYSTEM_PACKAGES := $(BROWSER_PACKAGES) slurmctld slurmd slurm-client munge
 APT_INSTALL = if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
   $(1) > /dev/null; else echo "the tests need Debian's packages $(1): sudo apt-get install $(1)"; exit 1; fi
+HAVE_BROWSER = [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]
 browser-deps:
-	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || { $(call APT_INSTALL,$(BROWSER_PACKAGES)); }
+	@$(HAVE_BROWSER) || { $(call APT_INSTALL,$(BROWSER_PACKAGES)); }
 system-deps:
-	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -x /usr/sbin/slurmctld ] || \
-	  { $(call APT_INSTALL,$(SYSTEM_PACKAGES)); }
+	@$(HAVE_BROWSER) && command -v slurmctld > /dev/null || { $(call APT_INSTALL,$(SYSTEM_PACKAGES)); }
 
 # Build the HTML from the committed notebooks and open every page in headless Chromium; screenshots land in
 # _build/screenshots/.
