@@ -3,10 +3,8 @@
 The runs (``plan``): the init crossed with the regularizer (the vanilla CNODE with the authors' -5 I init, the
 regularized CNODEs with PyTorch's default), adversarial training (FGSM with a random start, Wong et al.) of the
 CNN, the vanilla and the weight-regularized CNODE, and the vanilla CNODE at more weight decays; the chapter also
-reuses the stored configurations of chapters 3, 4, 6 and 8. The rule (``beats_baselines``), declared before the
-numbers: a contractive recipe C beats the baselines when its robust accuracy exceeds that of the best baseline
-whose mean clean accuracy is at least C's minus ``MATCH``, by a seed-level interval that excludes 0 after Holm's
-correction over the contractive recipes.
+reuses the stored configurations of chapters 3, 4, 6 and 8. Here: the runs, the points of a front, its
+summary, the init table and the figure; the rule and its words are in ``front_rule``.
 """
 
 from __future__ import annotations
@@ -19,14 +17,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from cnode.book.front_rule import family, non_dominated
 from cnode.book.tables import DATASET_NAMES
 from cnode.core import stats
 from cnode.core.config import RunConfig
 from cnode.core.front import robust
 from cnode.runs.plans import Plan, checked_seeds
-
-#: a baseline is matched to a contractive recipe when its mean clean accuracy is at least the recipe's minus this
-MATCH = 0.005
 
 
 def front_runs(profile: str, datasets: list[str], seeds: list[int], rho: float, weight_decays: list[float],
@@ -61,98 +57,6 @@ def front_runs(profile: str, datasets: list[str], seeds: list[int], rho: float, 
     return runs
 
 
-def family(cfg: RunConfig) -> str:
-    """'contractive' when a contraction regularizer is in the loss (with or without adversarial training), else
-    'baseline' (any init, any weight decay, the CNN, adversarial training alone)."""
-    return "contractive" if cfg.model == "cnode" and cfg.regularizer != "none" else "baseline"
-
-
-def beats_baselines(points: pd.DataFrame, margin: float = MATCH, alpha: float = 0.05) -> pd.DataFrame:
-    """The chapter's rule on one front. ``points``: one row per (recipe, seed) with columns recipe, family, seed,
-    clean, robust (the robust accuracy of every seed on the same images). Per contractive recipe C: its matched
-    baselines (mean clean >= C's - ``margin``), the best of them by mean robust accuracy, the seed-level interval of
-    C's robust accuracy minus that baseline's over their shared seeds, and the verdict after Holm's correction over
-    the contractive recipes that have a matched baseline: 'beats the baselines', 'not shown', 'no matched
-    baseline' (C is more accurate than every baseline, so the rule cannot compare it) or 'too few seeds' (fewer
-    than two shared with that baseline)."""
-    means = points.groupby("recipe", sort=False)[["clean", "robust"]].mean()
-    kinds = points.groupby("recipe", sort=False)["family"].first()
-    by_seed = points.set_index(["recipe", "seed"])["robust"]
-    rows = []
-    for recipe in means.index[kinds == "contractive"]:
-        matched = means[(kinds == "baseline") & (means["clean"] >= means.loc[recipe, "clean"] - margin)]
-        if matched.empty:  # the closest baseline below the margin, named in the answer
-            near = means[kinds == "baseline"]["clean"].idxmax() if (kinds == "baseline").any() else "none"
-            rows.append({"recipe": recipe, "clean": means.loc[recipe, "clean"], "robust": means.loc[recipe, "robust"],
-                         "best matched baseline": "none", "baseline robust": np.nan, "matched": 0, "diff": np.nan,
-                         "lo": np.nan, "hi": np.nan, "p": np.nan, "closest": near})
-            continue
-        best = matched["robust"].idxmax()
-        seeds = sorted(set(by_seed[recipe].index) & set(by_seed[best].index))
-        diffs = [by_seed[(recipe, s)] - by_seed[(best, s)] for s in seeds]
-        found = stats.seed_interval(diffs) if len(diffs) > 1 else {"diff": float(np.mean(diffs)), "lo": np.nan,
-                                                                     "hi": np.nan, "p": np.nan}
-        rows.append({"recipe": recipe, "clean": means.loc[recipe, "clean"], "robust": means.loc[recipe, "robust"],
-                     "best matched baseline": best, "baseline robust": matched.loc[best, "robust"],
-                     "matched": len(matched), "diff": found["diff"],
-                     "lo": found["lo"], "hi": found["hi"], "p": found["p"]})
-    frame = pd.DataFrame(rows, columns=["recipe", "clean", "robust", "best matched baseline", "baseline robust",
-                                        "matched", "diff", "lo", "hi", "p", "closest"])
-    tested = frame["p"].notna()
-    rejected = dict(zip(frame.index[tested], stats.holm(frame.loc[tested, "p"].tolist(), alpha), strict=True))
-    frame["p_holm"] = np.nan
-    frame.loc[tested, "p_holm"] = stats.holm_adjusted(frame.loc[tested, "p"].tolist())
-    frame["verdict"] = ["no matched baseline" if frame.at[i, "matched"] == 0 else "too few seeds" if not tested[i] else
-                        "beats the baselines" if rejected[i] and frame.at[i, "diff"] > 0 else "not shown"
-                        for i in frame.index]
-    return frame
-
-
-def rule_display(found: pd.DataFrame) -> pd.DataFrame:
-    """``beats_baselines``'s frame for the page: per contractive recipe its best matched baseline, the difference
-    in robust accuracy with its seed-level interval (a dash without a matched baseline), and the verdict."""
-    text = ["–" if np.isnan(r.diff) else f"{r.diff:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]" for r in found.itertuples()]
-    holm = ["–" if np.isnan(p) else f"{p:.2g}" for p in found["p_holm"]]
-    return found.assign(**{"difference [seed 95 %]": text, "Holm p": holm}).set_index("recipe")[
-        ["best matched baseline", "difference [seed 95 %]", "Holm p", "verdict"]]
-
-
-def answer_text(found: pd.DataFrame, own: pd.DataFrame, dataset: str, paper: tuple[str, ...], means: pd.DataFrame
-                ) -> str:
-    """The rule's answer on one front in words, from ``beats_baselines``'s frame: how many contractive recipes
-    were compared and how many beat their best matched baseline, then each recipe of the paper's setting
-    (``paper``) from ``own`` (the rule on the paper's recipes alone: Holm over them) against that baseline with
-    the difference, its seed-level interval and Holm p, or, unmatched, the closest baseline below the margin
-    (``means``: ``summary``'s clean and robust per recipe)."""
-    compared = found[found["p"].notna()]
-    wins = int((found["verdict"] == "beats the baselines").sum())
-    n, rest = len(compared), len(found) - len(compared)
-    text = (f"On {DATASET_NAMES.get(dataset, dataset)}, {wins} of the {n} contractive "
-            f"recipe{'s' if n != 1 else ''} with a matched baseline beat{'s' if n == 1 else ''} it")
-    if rest:
-        text += (f" ({rest} more {'is' if rest == 1 else 'are'} not compared: more accurate than every baseline, or "
-                 "fewer than two seeds)")
-    parts = []
-    for _, r in own[own["recipe"].isin(paper)].iterrows():
-        if np.isnan(r["p"]):
-            if r["verdict"] == "no matched baseline" and r["closest"] in means.index:
-                near = means.loc[r["closest"]]
-                why = (f"has no baseline of matched clean accuracy (the closest, the {r['closest']}, is "
-                       f"{r['clean'] - near['clean']:.3f} less accurate and reaches {near['robust']:.3f} robust "
-                       "accuracy)")
-            else:
-                why = ("has no baseline of matched clean accuracy" if r["verdict"] == "no matched baseline" else
-                       f"shares fewer than two seeds with its best matched baseline ({r['best matched baseline']})")
-            parts.append(f"the {r['recipe']} model (robust {r['robust']:.3f}) {why}")
-            continue
-        verdict = ("it beats it" if r["verdict"] == "beats the baselines" else "not a win by the rule") + \
-            f" (Holm p {r['p_holm']:.2g})"
-        parts.append(f"the {r['recipe']} model reaches {r['robust']:.3f} robust accuracy against "
-                     f"{r['baseline robust']:.3f} for the {r['best matched baseline']} baseline, "
-                     f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] over seeds: {verdict}")
-    return text + (". At the paper's setting " + "; ".join(parts) + "." if parts else ".")
-
-
 def not_run_text(not_run: list[RunConfig], planned: int, trained: set[str]) -> str:
     """What the budget did not reach, in one sentence: runs not trained yet by family (``group``), and stored runs
     (keys in ``trained``) whose front is not measured yet; or that every planned run is shown."""
@@ -165,46 +69,6 @@ def not_run_text(not_run: list[RunConfig], planned: int, trained: set[str]) -> s
     return (f"Not run yet ({len(not_run)} of {planned} planned runs; the budget did not reach them): "
             + " and ".join(parts) + ". The fronts show what ran; a baseline still to come can only lower a "
             "contractive recipe's margin, never raise it.")
-
-
-def finding_text(found: Mapping[str, pd.DataFrame], own: Mapping[str, pd.DataFrame], paper: tuple[str, ...],
-                 baselines: list[str]) -> str:
-    """The intro's finding from ``beats_baselines``'s frame per dataset: on each front, how many contractive
-    recipes beat the most robust baseline of matched clean accuracy, of those compared; the same for ``paper``
-    from ``own`` (the rule on the paper's recipes alone); ``baselines`` names the baseline families."""
-    def count(frame: pd.DataFrame) -> str:
-        return f"{int((frame['verdict'] == 'beats the baselines').sum())} of {int(frame['p'].notna().sum())}"
-
-    names = [DATASET_NAMES.get(d, d) for d in found]
-    every = " and ".join(f"{count(f)} on {n}" for n, f in zip(names, found.values(), strict=True))
-    at_paper = " and ".join(f"{count(f[f['recipe'].isin(paper)])} on {n}"
-                            for n, f in zip(names, own.values(), strict=True))
-    return (f"At matched clean accuracy, the contractive recipes that beat the most robust baseline "
-            f"({', '.join(baselines)}) by the seed-level rule: {every}; at the paper's own setting {at_paper}")
-
-
-def paper_rule(points: pd.DataFrame, paper: tuple[str, ...]) -> pd.DataFrame:
-    """``beats_baselines`` on the baselines and the recipes of the paper's setting (``paper``) alone: the
-    separate answer for the paper's own setting, Holm over its recipes only."""
-    return beats_baselines(points[(points["family"] == "baseline") | points["recipe"].isin(paper)])
-
-
-def worth_it(verdicts: pd.DataFrame) -> bool:
-    """Contractivity is worth it on a front when some contractive recipe beats the baselines."""
-    return bool((verdicts["verdict"] == "beats the baselines").any())
-
-
-def non_dominated(means: pd.DataFrame) -> list[str]:
-    """The recipes (index of ``means``, columns clean and robust) no other recipe beats in both accuracies at
-    once (at least as good in both, better in one), ordered by clean accuracy: the front's line."""
-    keep = []
-    for name, row in means.iterrows():
-        others = means.drop(index=name)
-        dominated = ((others["clean"] >= row["clean"]) & (others["robust"] >= row["robust"])
-                     & ((others["clean"] > row["clean"]) | (others["robust"] > row["robust"]))).any()
-        if not dominated:
-            keep.append(name)
-    return sorted(keep, key=lambda n: means.loc[n, "clean"])
 
 
 #: the figure's marker per group of recipes
@@ -342,8 +206,14 @@ def front_figure(summaries: dict[str, pd.DataFrame], eps: float,
                                           alpha=0.85)
         line = table.loc[non_dominated(table[["clean", "robust"]])]
         legend["non-dominated"] = ax.plot(line["clean"], line["robust"], "k--", lw=0.8)[0]
-        for name, row in table[table["group"].isin(named) | table.index.isin(line.index)].iterrows():
-            ax.annotate(name, (row["clean"], row["robust"]), xytext=(4, 4), textcoords="offset points",
+        placed: list[tuple[float, float]] = []  # a label near one above it moves below its point
+        span = (np.ptp(table["clean"]) or 1.0, np.ptp(table["robust"]) or 1.0)
+        labelled = table[table["group"].isin(named) | table.index.isin(line.index)]
+        for name, row in labelled.sort_values("robust", ascending=False).iterrows():
+            near = sum(abs(row["clean"] - x) < 0.08 * span[0] and abs(row["robust"] - y) < 0.05 * span[1]
+                       for x, y in placed)
+            placed.append((row["clean"], row["robust"]))
+            ax.annotate(name, (row["clean"], row["robust"]), xytext=(4, 4 - 12 * near), textcoords="offset points",
                         fontsize="x-small")
         ax.xaxis.set_major_locator(plt.MaxNLocator(4))
         ax.set_title(DATASET_NAMES.get(dataset, dataset), fontsize="small")
