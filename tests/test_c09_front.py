@@ -46,6 +46,8 @@ def check(values: dict, store) -> None:
     assert len(rows) == 3  # the contractive recipes: both regularizers with the default init, weight + adv
     yes = any("beats the baselines" in line for line in rows)
     assert values["answer_mnist"] == ("yes" if yes else "no")
+    assert values["adv_on_top"].startswith("The weight regularizer on top of adversarial training, against "
+                                           "adversarial training alone: on MNIST, robust accuracy ")
     assert values["left_out"].startswith(("On MNIST, some baselines less accurate", "No baseline outside the match"))
     assert values["adv_collapsed"].endswith("of 6") and "by at most 0.000," in values["aa_result"]  # same suite twice
 

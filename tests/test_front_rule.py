@@ -126,3 +126,15 @@ def test_a_significant_loss_helps_the_two_sided_step_down_but_not_the_one_sided_
 
 def test_one_sided_p_follows_the_sign_of_the_difference():
     assert front_rule.one_sided(0.04, 0.1) == 0.02 and front_rule.one_sided(0.04, -0.1) == 0.98
+
+
+def test_what_a_regularizer_adds_on_top_is_the_per_seed_difference_of_both_accuracies():
+    front = _front({"weight + adv": ("contractive", [0.82, 0.83, 0.81], [0.72, 0.74, 0.71]),
+                    "vanilla + adv": ("baseline", [0.83, 0.83, 0.82], [0.70, 0.71, 0.70]),
+                    "CNN": ("baseline", [0.84], [0.25])})
+    found = front_rule.on_top(front, "weight + adv", "vanilla + adv")
+    assert abs(found["robust"]["diff"] - (0.02 + 0.03 + 0.01) / 3) < 1e-12
+    assert abs(found["clean"]["diff"] - (-0.01 + 0.0 - 0.01) / 3) < 1e-12
+    assert found["robust"]["lo"] < found["robust"]["diff"] < found["robust"]["hi"]
+    assert front_rule.on_top(front, "weight + adv", "CNN") is None  # one shared seed
+    assert front_rule.on_top(front, "weight + adv", "missing") is None

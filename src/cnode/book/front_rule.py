@@ -198,3 +198,17 @@ def non_dominated(means: pd.DataFrame) -> list[str]:
         if not dominated:
             keep.append(name)
     return sorted(keep, key=lambda n: means.loc[n, "clean"])
+
+
+def on_top(points: pd.DataFrame, with_: str, without: str) -> dict[str, dict[str, float]] | None:
+    """What recipe ``with_`` adds over ``without`` on one front (the weight regularizer on top of adversarial
+    training): per shared seed the difference of robust and of clean accuracy (same images), each with its
+    seed-level interval (``stats.seed_interval``); None when they share fewer than two seeds."""
+    by = points.set_index(["recipe", "seed"])[["robust", "clean"]]
+    if with_ not in by.index.get_level_values(0) or without not in by.index.get_level_values(0):
+        return None
+    seeds = sorted(set(by.loc[with_].index) & set(by.loc[without].index))
+    if len(seeds) < 2:
+        return None
+    return {col: stats.seed_interval([by.loc[(with_, s), col] - by.loc[(without, s), col] for s in seeds])
+            for col in ("robust", "clean")}
