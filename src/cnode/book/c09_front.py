@@ -188,6 +188,23 @@ def split_stored(cfgs: list[RunConfig], suite: str, front: str) -> tuple[list[Ru
     return done, [cfg for cfg in cfgs if cfg.key() not in keys]
 
 
+def label_points(ax: Any, labelled: pd.DataFrame, step: float = 11.0, tries: int = 6) -> None:
+    """Name each recipe of ``labelled`` (index: name; columns clean, robust) beside its point, from the most
+    robust down; a label whose box would overlap one already placed moves ``step`` points lower, up to ``tries``
+    times (then it stays where the last try put it)."""
+    renderer = ax.figure.canvas.get_renderer()
+    boxes: list[Any] = []
+    for name, row in labelled.sort_values("robust", ascending=False).iterrows():
+        for k in range(tries):
+            note = ax.annotate(name, (row["clean"], row["robust"]), xytext=(4, 4 - step * k),
+                               textcoords="offset points", fontsize="x-small")
+            box = note.get_window_extent(renderer)
+            if not any(box.overlaps(b) for b in boxes) or k == tries - 1:
+                break
+            note.remove()
+        boxes.append(box)
+
+
 def front_figure(summaries: dict[str, pd.DataFrame], eps: float,
                  named: tuple[str, ...] = ("paper's setting", "init ablation")) -> Figure:
     """One panel per dataset, one below the other: every recipe at (mean clean, mean robust) with seed sd bars in
@@ -206,15 +223,8 @@ def front_figure(summaries: dict[str, pd.DataFrame], eps: float,
                                           alpha=0.85)
         line = table.loc[non_dominated(table[["clean", "robust"]])]
         legend["non-dominated"] = ax.plot(line["clean"], line["robust"], "k--", lw=0.8)[0]
-        placed: list[tuple[float, float]] = []  # a label near one above it moves below its point
-        span = (np.ptp(table["clean"]) or 1.0, np.ptp(table["robust"]) or 1.0)
-        labelled = table[table["group"].isin(named) | table.index.isin(line.index)]
-        for name, row in labelled.sort_values("robust", ascending=False).iterrows():
-            near = sum(abs(row["clean"] - x) < 0.08 * span[0] and abs(row["robust"] - y) < 0.05 * span[1]
-                       for x, y in placed)
-            placed.append((row["clean"], row["robust"]))
-            ax.annotate(name, (row["clean"], row["robust"]), xytext=(4, 4 - 12 * near), textcoords="offset points",
-                        fontsize="x-small")
+        label_points(ax, table[table["group"].isin(named) | table.index.isin(line.index)])
+        ax.margins(x=0.05, y=0.12)
         ax.xaxis.set_major_locator(plt.MaxNLocator(4))
         ax.set_title(DATASET_NAMES.get(dataset, dataset), fontsize="small")
         ax.set_xlabel("clean accuracy (all test images)")
