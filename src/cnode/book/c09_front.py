@@ -68,7 +68,8 @@ def not_run_text(not_run: list[RunConfig], planned: int, trained: set[str]) -> s
         + ([f"the attacks of {old} trained ones"] if old else [])
     return (f"Not run yet ({len(not_run)} of {planned} planned runs; the budget did not reach them): "
             + " and ".join(parts) + ". The fronts show what ran; a baseline still to come can only lower a "
-            "contractive recipe's margin, never raise it.")
+            "contractive recipe's mean margin, but it can make the seed-level interval narrower or wider, so a verdict "
+            "can still change either way.")
 
 
 #: the figure's marker per group of recipes
