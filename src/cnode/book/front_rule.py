@@ -98,10 +98,14 @@ def fmt_p(p: float) -> str:
     return f"{p:.4f}" if abs(p - 0.05) < 0.005 else f"{p:.2g}"
 
 
+def one_sided_wins(found: pd.DataFrame, alpha: float = 0.05) -> pd.Series:
+    """Which recipes of ``beats_baselines``'s frame would beat their baseline by Holm over one-sided p-values."""
+    return (found["p_holm_one"] <= alpha) & (found["diff"] > 0)
+
+
 def wins(found: pd.DataFrame, alpha: float = 0.05) -> tuple[int, int]:
     """(recipes that beat the baselines by the rule, recipes that would by Holm over one-sided p-values)."""
-    one = (found["p_holm_one"] <= alpha) & (found["diff"] > 0)
-    return int((found["verdict"] == "beats the baselines").sum()), int(one.sum())
+    return int((found["verdict"] == "beats the baselines").sum()), int(one_sided_wins(found, alpha).sum())
 
 
 def below_text(found: pd.DataFrame) -> str:
@@ -130,8 +134,7 @@ def answer_text(found: pd.DataFrame, own: pd.DataFrame, dataset: str, paper: tup
     text = (f"On {DATASET_NAMES.get(dataset, dataset)}, {won} of the {n} contractive "
             f"recipe{'s' if n != 1 else ''} with a matched baseline beat{'s' if n == 1 else ''} it")
     if won_one != won:
-        one = found[(found["p_holm_one"] <= 0.05) & (found["diff"] > 0)]
-        differ = one[one["verdict"] != "beats the baselines"]
+        differ = found[one_sided_wins(found) & (found["verdict"] != "beats the baselines")]
         text += (f" ({won_one} by Holm over one-sided p-values" + "".join(
             f"; the {r['recipe']} model, one-sided p {fmt_p(r['p_holm_one'])} against two-sided {fmt_p(r['p_holm'])}"
             for _, r in differ.iterrows()) + ")")
