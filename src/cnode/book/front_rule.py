@@ -215,3 +215,28 @@ def on_top(points: pd.DataFrame, with_: str, without: str) -> dict[str, dict[str
         return None
     return {col: stats.seed_interval([by.loc[(with_, s), col] - by.loc[(without, s), col] for s in seeds])
             for col in ("robust", "clean")}
+
+
+def on_top_text(points: pd.DataFrame, datasets: list[str], alpha: float = 0.05) -> str:
+    """The adversarial-training section's declared comparison in words: per dataset, the contractive adversarially
+    trained recipe against the vanilla one (``on_top``), robust and clean accuracy with their seed-level intervals,
+    Holm over the datasets, and on which datasets the regularizer adds robustness beyond the variance of training."""
+    tops = {}
+    for d in datasets:
+        part = points[points["dataset"] == d]
+        names = part[part["group"] == "adversarial training"].drop_duplicates("recipe").set_index("recipe")["family"]
+        reg = [n for n, f in names.items() if f == "contractive"]
+        van = [n for n in names.index if n.startswith("vanilla")]
+        found = on_top(part, reg[0], van[0]) if reg and van else None
+        if found:
+            tops[d] = found
+    if not tops:
+        return "The weight regularizer on top of adversarial training is not compared yet (its runs did not finish)."
+    holm = dict(zip(tops, stats.holm_adjusted([t["robust"]["p"] for t in tops.values()]), strict=True))
+    parts = [f"on {DATASET_NAMES.get(d, d)}, robust accuracy {t['robust']['diff']:+.3f} [{t['robust']['lo']:+.3f}, "
+             f"{t['robust']['hi']:+.3f}] (Holm p {fmt_p(holm[d])}) and clean accuracy {t['clean']['diff']:+.3f} "
+             f"[{t['clean']['lo']:+.3f}, {t['clean']['hi']:+.3f}]" for d, t in tops.items()]
+    gains = [DATASET_NAMES.get(d, d) for d, t in tops.items() if holm[d] <= alpha and t["robust"]["diff"] > 0]
+    return ("The weight regularizer on top of adversarial training, against adversarial training alone: "
+            + "; ".join(parts) + ". It adds robustness beyond the variance of training on "
+            + (" and ".join(gains) if gains else "no dataset") + ".")
