@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from cnode.book import c09_front, front_rule, registry
@@ -100,3 +102,26 @@ def test_catastrophic_overfitting_is_pgd_collapsing_while_fgsm_rises():
     assert catastrophic_overfitting(history([0.5, 0.6, 0.9], [0.4, 0.45, 0.02]))["collapsed"]
     assert not catastrophic_overfitting(history([0.5, 0.6, 0.65], [0.4, 0.45, 0.47]))["collapsed"]
     assert not catastrophic_overfitting(history([0.5, 0.6, 0.3], [0.4, 0.45, 0.02]))["collapsed"]  # FGSM fell too
+
+
+def test_labels_of_a_crowded_front_stay_inside_the_axes_and_apart():
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"clean": 0.85 + 0.01 * rng.random(9), "robust": 0.1 + 0.1 * rng.random(9)},
+                         index=[f"recipe number {i}" for i in range(9)])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(table["clean"], table["robust"], "o")
+    ax.set_xlim(0.7, 0.87), ax.set_ylim(-0.05, 0.8)
+    c09_front.label_points(ax, table, table)
+    renderer = fig.canvas.get_renderer()
+    notes = [t for t in ax.texts if t.get_text().startswith("recipe")]
+    for note in notes:
+        note.update_positions(renderer)
+    boxes = [Text.get_window_extent(n, renderer) for n in notes]
+    inside = ax.get_window_extent(renderer)
+    plt.close(fig)
+    assert len(boxes) == 9
+    assert all(inside.contains(b.x0, b.y0) and inside.contains(b.x1, b.y1) for b in boxes)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])

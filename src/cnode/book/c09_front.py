@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 from cnode.book.front_rule import family, non_dominated
 from cnode.book.tables import DATASET_NAMES
@@ -68,8 +70,9 @@ def not_run_text(not_run: list[RunConfig], planned: int, trained: set[str]) -> s
         + ([f"the attacks of {old} trained ones"] if old else [])
     return (f"Not run yet ({len(not_run)} of {planned} planned runs; the budget did not reach them): "
             + " and ".join(parts) + ". The fronts show what ran; a baseline still to come can only lower a "
-            "contractive recipe's mean margin, but it can make the seed-level interval narrower or wider, so a verdict "
-            "can still change either way.")
+            "contractive recipe's mean margin, but it can make the seed-level interval narrower or wider, and a "
+            "contractive recipe still to come makes Holm's correction stricter for the others, so a verdict can still "
+            "change either way.")
 
 
 #: the figure's marker per group of recipes
@@ -189,21 +192,44 @@ def split_stored(cfgs: list[RunConfig], suite: str, front: str) -> tuple[list[Ru
     return done, [cfg for cfg in cfgs if cfg.key() not in keys]
 
 
-def label_points(ax: Any, labelled: pd.DataFrame, step: float = 11.0, tries: int = 6) -> None:
-    """Name each recipe of ``labelled`` (index: name; columns clean, robust) beside its point, from the most
-    robust down; a label whose box would overlap one already placed moves ``step`` points lower, up to ``tries``
-    times (then it stays where the last try put it)."""
+def label_points(ax: Any, labelled: pd.DataFrame, points: pd.DataFrame, step: float = 10.0, tries: int = 12) -> None:
+    """Name each recipe of ``labelled`` (index: name; columns clean, robust) near its point, from the most robust
+    down: of the spots right and left of the point, ``step`` points lower or higher at each try, the nearest whose
+    box stays inside the axes and overlaps no label placed before and no other marker of ``points`` (else the one
+    with the fewest overlaps); a label moved off its point gets a thin leader line. Call it once the axes' limits
+    are final."""
     renderer = ax.figure.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    xy = ax.transData.transform(points[["clean", "robust"]].to_numpy(float))
+    pad = 5.0 * ax.figure.dpi / 72.0
+    markers = {name: Bbox.from_extents(x - pad, y - pad, x + pad, y + pad)
+               for name, (x, y) in zip(points.index, xy, strict=True)}
+    spots = [(side, sign * k) for k in range(tries) for sign in ((0,) if k == 0 else (-1, 1)) for side in (1, -1)]
     boxes: list[Any] = []
+
+    def place(name: str, at: tuple[float, float], spot: int) -> Any:
+        side, k = spots[spot]
+        return ax.annotate(name, at, xytext=(5 * side, 3 + step * k), textcoords="offset points", fontsize="x-small",
+                           ha="left" if side > 0 else "right", va="bottom",
+                           arrowprops=dict(arrowstyle="-", lw=0.4, color="0.5") if spot > 1 else None)
+
+    def text_box(note: Any) -> Any:
+        note.update_positions(renderer)  # where the offset puts the text (done at draw time otherwise)
+        return Text.get_window_extent(note, renderer)  # the text alone, not its leader line
+
     for name, row in labelled.sort_values("robust", ascending=False).iterrows():
-        for k in range(tries):
-            note = ax.annotate(name, (row["clean"], row["robust"]), xytext=(4, 4 - step * k),
-                               textcoords="offset points", fontsize="x-small")
-            box = note.get_window_extent(renderer)
-            if not any(box.overlaps(b) for b in boxes) or k == tries - 1:
-                break
+        at, others = (row["clean"], row["robust"]), boxes + [b for n, b in markers.items() if n != name]
+        scores = []
+        for spot in range(len(spots)):
+            note = place(name, at, spot)
+            box = text_box(note)
             note.remove()
-        boxes.append(box)
+            fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
+            scores.append((0 if fits else 100) + sum(box.overlaps(b) for b in others))
+            if scores[-1] == 0:
+                break
+        best = int(np.argmin(scores))
+        boxes.append(text_box(place(name, at, best)))
 
 
 def front_figure(summaries: dict[str, pd.DataFrame], eps: float,
@@ -224,14 +250,17 @@ def front_figure(summaries: dict[str, pd.DataFrame], eps: float,
                                           alpha=0.85)
         line = table.loc[non_dominated(table[["clean", "robust"]])]
         legend["non-dominated"] = ax.plot(line["clean"], line["robust"], "k--", lw=0.8)[0]
-        label_points(ax, table[table["group"].isin(named) | table.index.isin(line.index)])
         ax.margins(x=0.05, y=0.12)
         ax.xaxis.set_major_locator(plt.MaxNLocator(4))
         ax.set_title(DATASET_NAMES.get(dataset, dataset), fontsize="small")
         ax.set_xlabel("clean accuracy (all test images)")
         ax.set_ylabel(f"robust accuracy, APGD eps = {eps:g}")
-    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=4, fontsize="small", frameon=False)
     fig.tight_layout(rect=(0, 0.6 / fig.get_figheight() + 0.04, 1, 1))
+    for ax, table in zip(axes[:, 0], summaries.values(), strict=True):  # labels once the axes are laid out
+        line = table.loc[non_dominated(table[["clean", "robust"]])]
+        ax.set_xlim(ax.get_xlim()), ax.set_ylim(ax.get_ylim())  # labels must not move the limits they were fit to
+        label_points(ax, table[table["group"].isin(named) | table.index.isin(line.index)], table)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=4, fontsize="small", frameon=False)
     return fig
 
 
