@@ -106,7 +106,6 @@ def test_catastrophic_overfitting_is_pgd_collapsing_while_fgsm_rises():
 
 def test_labels_of_a_crowded_front_stay_inside_the_axes_and_apart():
     import matplotlib.pyplot as plt
-    from matplotlib.text import Text
 
     rng = np.random.default_rng(0)
     table = pd.DataFrame({"clean": 0.85 + 0.01 * rng.random(9), "robust": 0.1 + 0.1 * rng.random(9)},
@@ -116,10 +115,7 @@ def test_labels_of_a_crowded_front_stay_inside_the_axes_and_apart():
     ax.set_xlim(0.7, 0.87), ax.set_ylim(-0.05, 0.8)
     c09_front.label_points(ax, table, table)
     renderer = fig.canvas.get_renderer()
-    notes = [t for t in ax.texts if t.get_text().startswith("recipe")]
-    for note in notes:
-        note.update_positions(renderer)
-    boxes = [Text.get_window_extent(n, renderer) for n in notes]
+    boxes = [c09_front.text_box(t, renderer) for t in ax.texts if t.get_text().startswith("recipe")]
     inside = ax.get_window_extent(renderer)
     plt.close(fig)
     assert len(boxes) == 9

@@ -192,6 +192,13 @@ def split_stored(cfgs: list[RunConfig], suite: str, front: str) -> tuple[list[Ru
     return done, [cfg for cfg in cfgs if cfg.key() not in keys]
 
 
+def text_box(note: Any, renderer: Any) -> Any:
+    """The display box of an annotation's text alone, not its leader line, where its offset puts it (matplotlib
+    places an annotation's text only when it draws)."""
+    note.update_positions(renderer)
+    return Text.get_window_extent(note, renderer)
+
+
 def label_points(ax: Any, labelled: pd.DataFrame, points: pd.DataFrame, step: float = 10.0, tries: int = 12) -> None:
     """Name each recipe of ``labelled`` (index: name; columns clean, robust) near its point, from the most robust
     down: of the spots right and left of the point, ``step`` points lower or higher at each try, the nearest whose
@@ -213,23 +220,19 @@ def label_points(ax: Any, labelled: pd.DataFrame, points: pd.DataFrame, step: fl
                            ha="left" if side > 0 else "right", va="bottom",
                            arrowprops=dict(arrowstyle="-", lw=0.4, color="0.5") if spot > 1 else None)
 
-    def text_box(note: Any) -> Any:
-        note.update_positions(renderer)  # where the offset puts the text (done at draw time otherwise)
-        return Text.get_window_extent(note, renderer)  # the text alone, not its leader line
-
     for name, row in labelled.sort_values("robust", ascending=False).iterrows():
         at, others = (row["clean"], row["robust"]), boxes + [b for n, b in markers.items() if n != name]
         scores = []
         for spot in range(len(spots)):
             note = place(name, at, spot)
-            box = text_box(note)
+            box = text_box(note, renderer)
             note.remove()
             fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
             scores.append((0 if fits else 100) + sum(box.overlaps(b) for b in others))
             if scores[-1] == 0:
                 break
         best = int(np.argmin(scores))
-        boxes.append(text_box(place(name, at, best)))
+        boxes.append(text_box(place(name, at, best), renderer))
 
 
 def front_figure(summaries: dict[str, pd.DataFrame], eps: float,
@@ -241,6 +244,7 @@ def front_figure(summaries: dict[str, pd.DataFrame], eps: float,
     colors = dict(zip(MARKERS, sns.color_palette("colorblind", len(MARKERS)), strict=True))  # same in every panel
     fig, axes = plt.subplots(len(summaries), 1, figsize=(7.0, 4.2 * len(summaries) + 0.6), squeeze=False)
     legend: dict[str, Any] = {}
+    lines: dict[str, pd.DataFrame] = {}
     for ax, (dataset, table) in zip(axes[:, 0], summaries.items(), strict=True):
         for grp, marker in MARKERS.items():
             part = table[table["group"] == grp]
@@ -248,7 +252,7 @@ def front_figure(summaries: dict[str, pd.DataFrame], eps: float,
                 legend[grp] = ax.errorbar(part["clean"], part["robust"], xerr=part["clean_sd"], yerr=part["robust_sd"],
                                           fmt=marker, ms=7 if marker == "*" else 5, capsize=2, color=colors[grp],
                                           alpha=0.85)
-        line = table.loc[non_dominated(table[["clean", "robust"]])]
+        line = lines[dataset] = table.loc[non_dominated(table[["clean", "robust"]])]
         legend["non-dominated"] = ax.plot(line["clean"], line["robust"], "k--", lw=0.8)[0]
         ax.margins(x=0.05, y=0.12)
         ax.xaxis.set_major_locator(plt.MaxNLocator(4))
@@ -256,10 +260,9 @@ def front_figure(summaries: dict[str, pd.DataFrame], eps: float,
         ax.set_xlabel("clean accuracy (all test images)")
         ax.set_ylabel(f"robust accuracy, APGD eps = {eps:g}")
     fig.tight_layout(rect=(0, 0.6 / fig.get_figheight() + 0.04, 1, 1))
-    for ax, table in zip(axes[:, 0], summaries.values(), strict=True):  # labels once the axes are laid out
-        line = table.loc[non_dominated(table[["clean", "robust"]])]
+    for ax, (dataset, table) in zip(axes[:, 0], summaries.items(), strict=True):  # once the axes are laid out
         ax.set_xlim(ax.get_xlim()), ax.set_ylim(ax.get_ylim())  # labels must not move the limits they were fit to
-        label_points(ax, table[table["group"].isin(named) | table.index.isin(line.index)], table)
+        label_points(ax, table[table["group"].isin(named) | table.index.isin(lines[dataset].index)], table)
     fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=4, fontsize="small", frameon=False)
     return fig
 
