@@ -121,3 +121,23 @@ def test_labels_of_a_crowded_front_stay_inside_the_axes_and_apart():
     assert len(boxes) == 9
     assert all(inside.contains(b.x0, b.y0) and inside.contains(b.x1, b.y1) for b in boxes)
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_a_recipe_far_less_accurate_than_the_rest_sits_on_the_left_edge_with_its_clean_accuracy():
+    """A bounded model at 0.375 clean accuracy would stretch the MNIST axis from 0.25 to 1 and squeeze every other
+    recipe into its right quarter: it is drawn on the left edge and named with its clean accuracy instead."""
+    import matplotlib.pyplot as plt
+
+    table = pd.DataFrame({"clean": [0.375, 0.81, 0.88, 0.97, 0.975], "robust": [0.25, 0.55, 0.7, 0.3, 0.92],
+                          "clean_sd": 0.01, "robust_sd": 0.02, "group": ["certifiable", "weight decay", "contractive",
+                                                                        "paper's setting", "adversarial training"]},
+                         index=["bounded", "wd", "weight T=1", "weight", "adv"])
+    assert list(c09_front.off_scale(table)) == ["bounded"]
+    assert list(c09_front.off_scale(table.drop("bounded"))) == []  # gaps of 0.07 and 0.09 stay on the scale
+    fig = c09_front.front_figure({"mnist": table}, 0.05)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    plt.close(fig)
+    assert ax.get_xlim()[0] > 0.7
+    assert "bounded: clean 0.375" in texts and "bounded" not in texts
+    assert "certifiable" in [t.get_text() for t in fig.legends[0].get_texts()]

@@ -138,3 +138,21 @@ def test_what_a_regularizer_adds_on_top_is_the_per_seed_difference_of_both_accur
     assert found["robust"]["lo"] < found["robust"]["diff"] < found["robust"]["hi"]
     assert front_rule.on_top(front, "weight + adv", "CNN") is None  # one shared seed
     assert front_rule.on_top(front, "weight + adv", "missing") is None
+
+
+def test_an_interval_above_0_that_fails_holm_is_named_as_a_near_miss_not_a_win():
+    """Three seeds and many contractive recipes: a recipe whose uncorrected interval excludes 0 can fail Holm's
+    correction; the answer names it with its interval and adjusted p, and does not count it as a win."""
+    recipes = {"gain": ("contractive", [0.97, 0.97, 0.97], [0.50, 0.60, 0.52]),
+               "CNN": ("baseline", [0.97, 0.97, 0.97], [0.30, 0.32, 0.31])}
+    for i in range(8):  # recipes no better than the CNN make the correction strict
+        recipes[f"flat {i}"] = ("contractive", [0.97, 0.97, 0.97], [0.31 + 0.01 * i, 0.30, 0.33 - 0.01 * i])
+    front = _front(recipes)
+    found = front_rule.beats_baselines(front)
+    gain = found.set_index("recipe").loc["gain"]
+    assert gain["lo"] > 0 and gain["p_holm"] > 0.05 and gain["verdict"] == "not shown"
+    text = front_rule.answer_text(found, found, "mnist", (), _summary(front))
+    assert text.startswith("On MNIST, 0 of the 9 contractive recipes")
+    assert (f"Before Holm's correction over the 9 recipes, 1 has an interval above 0: the gain model, "
+            f"{gain['diff']:+.3f} [{gain['lo']:+.3f}, {gain['hi']:+.3f}] over the CNN" in text)
+    assert front_rule.uncorrected_text(found, {"gain"}) == ""

@@ -235,24 +235,48 @@ def label_points(ax: Any, labelled: pd.DataFrame, points: pd.DataFrame, step: fl
         boxes.append(text_box(place(name, at, best), renderer))
 
 
+def off_scale(table: pd.DataFrame, gap: float = 0.1) -> pd.Index:
+    """The recipes of ``table`` (index: name; column clean) whose clean accuracy lies more than ``gap`` below every
+    recipe above them, when they are fewer than half: drawn at the panel's left edge so that one far less accurate
+    recipe does not squeeze the others into a corner."""
+    clean = table["clean"].sort_values()
+    jumps = np.flatnonzero(np.diff(clean.to_numpy(float)) > gap)
+    cut = int(jumps[-1]) + 1 if len(jumps) else 0
+    return clean.index[:cut] if cut < len(clean) / 2 else clean.index[:0]
+
+
+def edge_marks(ax: Any, far: pd.DataFrame, colors: Mapping[str, Any]) -> dict[str, Any]:
+    """Each recipe of ``far`` (off the scale to the left) as a left-pointing marker on the panel's left edge at its
+    robust accuracy, named with its clean accuracy on a light box (it may cross other points); returns the marker
+    per group, for the legend."""
+    x0, handles = ax.get_xlim()[0], {}
+    for name, row in far.iterrows():
+        handles[row["group"]] = ax.plot([x0], [row["robust"]], "<", ms=6, color=colors[row["group"]], clip_on=False)[0]
+        ax.annotate(f"{name}: clean {row['clean']:.3f}", (x0, row["robust"]), xytext=(8, 0), textcoords="offset points",
+                    fontsize="x-small", va="center", bbox=dict(fc="white", ec="none", alpha=0.8, pad=1))
+    return handles
+
+
 def front_figure(summaries: dict[str, pd.DataFrame], eps: float,
                  named: tuple[str, ...] = ("paper's setting", "init ablation")) -> Figure:
     """One panel per dataset, one below the other: every recipe at (mean clean, mean robust) with seed sd bars in
-    both axes, marked by group; the non-dominated recipes joined by a line; those and the groups ``named`` by name."""
+    both axes, marked by group; the non-dominated recipes joined by a line; those and the groups ``named`` by name;
+    recipes far less accurate than the rest (``off_scale``) on the left edge with their clean accuracy."""
     import seaborn as sns
 
     colors = dict(zip(MARKERS, sns.color_palette("colorblind", len(MARKERS)), strict=True))  # same in every panel
     fig, axes = plt.subplots(len(summaries), 1, figsize=(7.0, 4.2 * len(summaries) + 0.6), squeeze=False)
     legend: dict[str, Any] = {}
     lines: dict[str, pd.DataFrame] = {}
+    far = {dataset: off_scale(table) for dataset, table in summaries.items()}
     for ax, (dataset, table) in zip(axes[:, 0], summaries.items(), strict=True):
         for grp, marker in MARKERS.items():
-            part = table[table["group"] == grp]
+            part = table[(table["group"] == grp) & ~table.index.isin(far[dataset])]
             if len(part):
                 legend[grp] = ax.errorbar(part["clean"], part["robust"], xerr=part["clean_sd"], yerr=part["robust_sd"],
                                           fmt=marker, ms=7 if marker == "*" else 5, capsize=2, color=colors[grp],
                                           alpha=0.85)
-        line = lines[dataset] = table.loc[non_dominated(table[["clean", "robust"]])]
+        line = lines[dataset] = table.loc[non_dominated(table[["clean", "robust"]])].drop(far[dataset], errors="ignore")
         legend["non-dominated"] = ax.plot(line["clean"], line["robust"], "k--", lw=0.8)[0]
         ax.margins(x=0.05, y=0.12)
         ax.xaxis.set_major_locator(plt.MaxNLocator(4))
@@ -262,7 +286,11 @@ def front_figure(summaries: dict[str, pd.DataFrame], eps: float,
     fig.tight_layout(rect=(0, 0.6 / fig.get_figheight() + 0.04, 1, 1))
     for ax, (dataset, table) in zip(axes[:, 0], summaries.items(), strict=True):  # once the axes are laid out
         ax.set_xlim(ax.get_xlim()), ax.set_ylim(ax.get_ylim())  # labels must not move the limits they were fit to
-        label_points(ax, table[table["group"].isin(named) | table.index.isin(lines[dataset].index)], table)
+        shown = table.drop(far[dataset])
+        label_points(ax, shown[shown["group"].isin(named) | shown.index.isin(lines[dataset].index)], shown)
+        for grp, handle in edge_marks(ax, table.loc[far[dataset]], colors).items():
+            legend.setdefault(grp, handle)
+    legend["non-dominated"] = legend.pop("non-dominated")  # last in the legend
     fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=4, fontsize="small", frameon=False)
     return fig
 

@@ -120,28 +120,45 @@ def below_text(found: pd.DataFrame) -> str:
             + ".")
 
 
+def uncorrected_text(found: pd.DataFrame, named: set[str] = frozenset()) -> str:
+    """The recipes whose seed-level interval lies above 0 before Holm's correction but that do not beat their
+    baseline after it (other than those in ``named``), each with its difference, interval and Holm p-values: a
+    near miss the reader sees in the table and should not read as a win (empty when there is none)."""
+    rows = found[(found["lo"] > 0) & (found["verdict"] != "beats the baselines") & ~found["recipe"].isin(named)]
+    if rows.empty:
+        return ""
+    n = int(found["p"].notna().sum())
+    more = "more " if named or (found["verdict"] == "beats the baselines").any() else ""
+    return (f" Before Holm's correction over the {n} recipes, {len(rows)} {more}ha{'s' if len(rows) == 1 else 've'}"
+            " an interval above 0: " + "; ".join(
+                f"the {r['recipe']} model, {r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] over the "
+                f"{r['best matched baseline']} (Holm p {fmt_p(r['p_holm'])} two-sided, {fmt_p(r['p_holm_one'])} "
+                "one-sided)" for _, r in rows.iterrows()) + ".")
+
+
 def answer_text(found: pd.DataFrame, own: pd.DataFrame, dataset: str, paper: tuple[str, ...], means: pd.DataFrame
                 ) -> str:
     """The rule's answer on one front in words, from ``beats_baselines``'s frame: how many contractive recipes
     were compared and how many beat their best matched baseline (and how many by the one-sided reading, where it
-    differs), the baselines the match leaves out beside the winners (``below_text``), then each recipe of the
-    paper's setting (``paper``) from ``own`` (the rule on the paper's recipes alone: Holm over them) against that
-    baseline with the difference, its seed-level interval and Holm p, or, unmatched, the closest baseline below
-    the margin (``means``: ``summary``'s clean and robust per recipe)."""
+    differs), the baselines the match leaves out beside the winners (``below_text``), the near misses
+    (``uncorrected_text``), then each recipe of the paper's setting (``paper``) from ``own`` (the rule on the
+    paper's recipes alone: Holm over them) against that baseline with the difference, its seed-level interval and
+    Holm p, or, unmatched, the closest baseline below the margin (``means``: ``summary``'s clean and robust per
+    recipe)."""
     compared = found[found["p"].notna()]
     won, won_one = wins(found)
     n, rest = len(compared), len(found) - len(compared)
     text = (f"On {DATASET_NAMES.get(dataset, dataset)}, {won} of the {n} contractive "
             f"recipe{'s' if n != 1 else ''} with a matched baseline beat{'s' if n == 1 else ''} it")
+    differ = found[one_sided_wins(found) & (found["verdict"] != "beats the baselines")]
     if won_one != won:
-        differ = found[one_sided_wins(found) & (found["verdict"] != "beats the baselines")]
         text += (f" ({won_one} by Holm over one-sided p-values" + "".join(
             f"; the {r['recipe']} model, one-sided p {fmt_p(r['p_holm_one'])} against two-sided {fmt_p(r['p_holm'])}"
             for _, r in differ.iterrows()) + ")")
     if rest:
         text += (f" ({rest} more {'is' if rest == 1 else 'are'} not compared: more accurate than every baseline, or "
                  "fewer than two seeds)")
-    text += "." + below_text(found)
+    text += "." + below_text(found) + uncorrected_text(found, set(differ["recipe"]))
     parts = []
     for _, r in own[own["recipe"].isin(paper)].iterrows():
         if np.isnan(r["p"]):
