@@ -156,3 +156,6 @@ def test_an_interval_above_0_that_fails_holm_is_named_as_a_near_miss_not_a_win()
     assert (f"Before Holm's correction over the 9 recipes, 1 has an interval above 0: the gain model, "
             f"{gain['diff']:+.3f} [{gain['lo']:+.3f}, {gain['hi']:+.3f}] over the CNN" in text)
     assert front_rule.uncorrected_text(found, {"gain"}) == ""
+    per_dataset = front_rule.on_each({"mnist": found, "fashion": found.iloc[:0]}, front_rule.uncorrected_text, "none")
+    assert per_dataset.startswith("On MNIST, before Holm's correction") and "FashionMNIST" not in per_dataset
+    assert front_rule.on_each({"mnist": found}, lambda f: "", "none") == "none"

@@ -6,7 +6,7 @@ one front. Kept apart from ``c09_front`` (the runs, points and figures) so that 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -120,7 +120,7 @@ def below_text(found: pd.DataFrame) -> str:
             + ".")
 
 
-def uncorrected_text(found: pd.DataFrame, named: set[str] = frozenset()) -> str:
+def uncorrected_text(found: pd.DataFrame, named: frozenset[str] | set[str] = frozenset()) -> str:
     """The recipes whose seed-level interval lies above 0 before Holm's correction but that do not beat their
     baseline after it (other than those in ``named``), each with its difference, interval and Holm p-values: a
     near miss the reader sees in the table and should not read as a win (empty when there is none)."""
@@ -134,6 +134,13 @@ def uncorrected_text(found: pd.DataFrame, named: set[str] = frozenset()) -> str:
                 f"the {r['recipe']} model, {r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] over the "
                 f"{r['best matched baseline']} (Holm p {fmt_p(r['p_holm'])} two-sided, {fmt_p(r['p_holm_one'])} "
                 "one-sided)" for _, r in rows.iterrows()) + ".")
+
+
+def on_each(found: Mapping[str, pd.DataFrame], text_of: Callable[[pd.DataFrame], str], none: str) -> str:
+    """``text_of`` each dataset's ``beats_baselines`` frame (``found``: dataset -> frame), each sentence opened by
+    the dataset's name; ``none`` when no dataset has one (the answer box's per-dataset lines)."""
+    texts = {d: text_of(frame).strip() for d, frame in found.items()}
+    return " ".join(f"On {DATASET_NAMES.get(d, d)}, {t[0].lower()}{t[1:]}" for d, t in texts.items() if t) or none
 
 
 def answer_text(found: pd.DataFrame, own: pd.DataFrame, dataset: str, paper: tuple[str, ...], means: pd.DataFrame
