@@ -85,6 +85,19 @@ def test_nbclean_strips_run_times_and_the_output_path():
     assert nb["cells"][0]["metadata"] == {"tags": ["hide-input"]}
 
 
+def test_nbclean_joins_one_print_delivered_as_two_stream_messages():
+    from cnode.runs.nbclean import strip, volatile
+
+    split = [{"output_type": "stream", "name": "stdout", "text": ["40 runs evaluated"]},
+             {"output_type": "stream", "name": "stdout", "text": ["\n"]},
+             {"output_type": "stream", "name": "stderr", "text": ["warning\n"]},
+             {"output_type": "display_data", "data": {}, "metadata": {}}]
+    nb = {"metadata": {}, "cells": [{"metadata": {}, "outputs": split}]}
+    assert volatile(nb) == ["cell 0: split stream"]
+    assert [o.get("text") for o in strip(nb)["cells"][0]["outputs"]] == ["40 runs evaluated\n", ["warning\n"], None]
+    assert not volatile(nb)
+
+
 def test_committed_notebooks_carry_no_volatile_metadata():
     from cnode.runs.nbclean import volatile
 

@@ -2,9 +2,10 @@
 
 Papermill and the kernel record wall-clock times (``start_time``, ``end_time``, ``duration``, the ``execution``
 timestamps of every cell) and where a run wrote its copy (``output_path``: a path of the machine that ran it, set
-back to the notebook's own ``input_path``); none of it is a result. ``python -m cnode.runs.nbclean book/*.ipynb``
-rewrites the files in place (atomically); ``volatile(nb)`` lists what would be removed (the test on committed
-notebooks uses it).
+back to the notebook's own ``input_path``); none of it is a result. A busy machine can also deliver one print as two
+stream messages (the text, then its newline): adjacent stream outputs of the same name are merged. ``python -m
+cnode.runs.nbclean book/*.ipynb`` rewrites the files in place (atomically); ``volatile(nb)`` lists what would be
+removed (the test on committed notebooks uses it).
 """
 
 from __future__ import annotations
@@ -29,7 +30,23 @@ def volatile(nb: dict[str, Any]) -> list[str]:
         found.append("metadata.papermill.output_path")
     for i, cell in enumerate(nb.get("cells", [])):
         found += [f"cell {i}: {key}" for key in CELL_KEYS if key in cell.get("metadata", {})]
+        if len(merged_streams(cell.get("outputs", []))) < len(cell.get("outputs", [])):
+            found.append(f"cell {i}: split stream")
     return found
+
+
+def merged_streams(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``outputs`` with each run of adjacent stream outputs of the same name (stdout, stderr) joined into one."""
+    merged: list[dict[str, Any]] = []
+    for out in outputs:
+        last = merged[-1] if merged else None
+        if last and out.get("output_type") == last.get("output_type") == "stream" and out.get("name") == last.get(
+                "name"):
+            text = "".join(last["text"]) + "".join(out["text"])
+            merged[-1] = {**last, "text": text}
+        else:
+            merged.append(out)
+    return merged
 
 
 def strip(nb: dict[str, Any]) -> dict[str, Any]:
@@ -42,6 +59,8 @@ def strip(nb: dict[str, Any]) -> dict[str, Any]:
     for cell in nb.get("cells", []):
         for key in CELL_KEYS:
             cell.get("metadata", {}).pop(key, None)
+        if "outputs" in cell:
+            cell["outputs"] = merged_streams(cell["outputs"])
     return nb
 
 
