@@ -59,15 +59,24 @@ def front_runs(profile: str, datasets: list[str], seeds: list[int], rho: float, 
     return runs
 
 
-def not_run_text(not_run: list[RunConfig], planned: int, trained: set[str]) -> str:
-    """What the budget did not reach, in one sentence: runs not trained yet by family (``group``), and stored runs
-    (keys in ``trained``) whose front is not measured yet; or that every planned run is shown."""
+def not_run_text(not_run: list[RunConfig], planned: int, trained: set[str], measured: frozenset[str] = frozenset()
+                 ) -> str:
+    """What the budget did not reach, in one sentence: runs not trained yet by family (``group``), stored runs
+    (keys in ``trained``) whose front is not measured yet, and measured ones (keys in ``measured``) that wait for
+    the other seeds of their recipe; or that every planned run is shown."""
     if not not_run:
         return "Every planned run is on the fronts below."
+
+    def runs(n: int, what: str) -> str:
+        return f"{n} {what if n == 1 else what.replace('run', 'runs').replace('one', 'ones')}"
+
     new = pd.Series([group(c) for c in not_run if c.key() not in trained]).value_counts()
-    old = sum(c.key() in trained for c in not_run)
-    parts = ([f"{new.sum()} runs not trained ({', '.join(f'{g} {n}' for g, n in new.items())})"] if len(new) else []) \
-        + ([f"the attacks of {old} trained ones"] if old else [])
+    old = sum(c.key() in trained and c.key() not in measured for c in not_run)
+    waiting = sum(c.key() in trained and c.key() in measured for c in not_run)
+    parts = ([f"{runs(new.sum(), 'run')} not trained ({', '.join(f'{g} {n}' for g, n in new.items())})"]
+             if len(new) else []) + ([f"the attacks of {runs(old, 'trained one')}"] if old else []) \
+        + ([f"{runs(waiting, 'measured one')} waiting for the other seeds of {'its' if waiting == 1 else 'their'} "
+            "recipe"] if waiting else [])
     return (f"Not run yet ({len(not_run)} of {planned} planned runs; the budget did not reach them): "
             + " and ".join(parts) + ". The fronts show what ran; a baseline still to come can only lower a "
             "contractive recipe's mean margin, but it can make the seed-level interval narrower or wider, and a "
