@@ -68,7 +68,7 @@ def not_run_text(not_run: list[RunConfig], planned: int, trained: set[str], meas
         return "Every planned run is on the fronts below."
 
     def runs(n: int, what: str) -> str:
-        return f"{n} {what if n == 1 else what.replace('run', 'runs').replace('one', 'ones')}"
+        return f"{n} {what}{'' if n == 1 else 's'}"
 
     new = pd.Series([group(c) for c in not_run if c.key() not in trained]).value_counts()
     old = sum(c.key() in trained and c.key() not in measured for c in not_run)
