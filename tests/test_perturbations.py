@@ -169,3 +169,22 @@ def test_evaluation_is_cached_beside_the_run(tmp_path, monkeypatch):
     assert EvalSuite().key() != SUITES["cpu"].key()
     with pytest.raises(ValueError, match="suite must be one of"):
         store.load_or_evaluate(run, "huge", tmp_path)
+
+
+def test_a_runs_files_are_derived_under_their_own_locks(tmp_path):
+    """While one file of a finished run is computed, the run's training lock and another file's lock are free:
+    two workers can compute a run's suite and its front at once; a second caller of the same file waits."""
+    from filelock import FileLock, Timeout
+
+    cfg = RunConfig.from_profile("smoke")
+    run = store.Run(cfg, torch.nn.Identity(), {}, tmp_path)
+
+    def compute() -> dict:
+        for free in (".lock", ".front-x.json.lock"):
+            with FileLock(tmp_path / free, timeout=0):
+                pass
+        with pytest.raises(Timeout):
+            FileLock(tmp_path / ".eval-x.json.lock", timeout=0).acquire()
+        return {"value": 1}
+
+    assert store._load_or_derive(run, "eval-x.json", compute)["value"] == 1

@@ -215,12 +215,13 @@ def list_runs(root: Path | None = None) -> list[dict[str, Any]]:
 def _load_or_derive(run: Run, name: str, compute: Callable[[], dict[str, Any]],
                     device: torch.device | None = None) -> dict[str, Any]:
     """The JSON ``name`` beside ``run``, computed by ``compute()`` on ``device`` (default: the run's) and written
-    atomically with the ``machine`` it was computed on when missing, under the run's lock (one process computes,
-    a concurrent one then reads its result)."""
+    atomically with the ``machine`` it was computed on when missing, under the file's own lock ``.<name>.lock``
+    (one process computes it, a concurrent one then reads its result; two workers may compute a finished run's
+    different files at once: its suite and its front, say)."""
     path = run.path / name
     if path.exists():
         return _read_json(path)
-    with FileLock(run.path / ".lock"):
+    with FileLock(run.path / f".{name}.lock"):
         if path.exists():
             return _read_json(path)
         payload = _json_bytes({**compute(), "machine": machine(device or resolve_device(run.cfg.device))})
