@@ -68,11 +68,12 @@ def test_what_did_not_run_is_counted_by_family():
                RunConfig.from_profile("paper", weight_decay=1e-3), RunConfig.from_profile("paper", rho=4.0)]
     text = c09_front.not_run_text(missing, 10, {missing[3].key()})
     assert text.startswith("Not run yet (4 of 10 planned runs; the budget did not reach them): 3 runs not trained "
-                           "(adversarial training 2, weight decay 1) and the attacks of 1 trained one. The fronts")
+                           "(adversarial training 2, weight decay 1) and 1 trained run not measured on the front yet. "
+                           "The fronts")
     text = c09_front.not_run_text(missing, 10, {c.key() for c in missing[1:]}, frozenset({missing[3].key()}))
     assert text.startswith("Not run yet (4 of 10 planned runs; the budget did not reach them): 1 run not trained "
-                           "(adversarial training 1) and the attacks of 2 trained ones and 1 measured one waiting "
-                           "for the other seeds of its recipe. The fronts")
+                           "(adversarial training 1), 2 trained runs not measured on the front yet and 1 measured run "
+                           "waiting for the other seeds of its recipe. The fronts")
     assert c09_front.not_run_text([], 10, set()).startswith("Every planned run")
 
 

@@ -74,11 +74,12 @@ def not_run_text(not_run: list[RunConfig], planned: int, trained: set[str], meas
     old = sum(c.key() in trained and c.key() not in measured for c in not_run)
     waiting = sum(c.key() in trained and c.key() in measured for c in not_run)
     parts = ([f"{runs(new.sum(), 'run')} not trained ({', '.join(f'{g} {n}' for g, n in new.items())})"]
-             if len(new) else []) + ([f"the attacks of {runs(old, 'trained one')}"] if old else []) \
-        + ([f"{runs(waiting, 'measured one')} waiting for the other seeds of {'its' if waiting == 1 else 'their'} "
+             if len(new) else []) + ([f"{runs(old, 'trained run')} not measured on the front yet"] if old else []) \
+        + ([f"{runs(waiting, 'measured run')} waiting for the other seeds of {'its' if waiting == 1 else 'their'} "
             "recipe"] if waiting else [])
+    listed = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
     return (f"Not run yet ({len(not_run)} of {planned} planned runs; the budget did not reach them): "
-            + " and ".join(parts) + ". The fronts show what ran; a baseline still to come can only lower a "
+            + listed + ". The fronts show what ran; a baseline still to come can only lower a "
             "contractive recipe's mean margin, but it can make the seed-level interval narrower or wider, and a "
             "contractive recipe still to come makes Holm's correction stricter for the others, so a verdict can still "
             "change either way.")
