@@ -52,6 +52,7 @@ def check(values: dict, store) -> None:
                                            "adversarial training alone: on MNIST, robust accuracy ")
     assert values["left_out"].startswith(("On MNIST, some baselines less accurate", "No baseline outside the match"))
     assert values["adv_collapsed"].endswith("of 6") and "by at most 0.000," in values["aa_result"]  # same suite twice
+    assert values["cert_answer"] == "No certifiable recipe is planned with these parameters."  # cert_dataset ""
 
 
 @pytest.mark.notebook
@@ -146,3 +147,21 @@ def test_a_recipe_far_less_accurate_than_the_rest_sits_on_the_left_edge_with_its
     assert ax.get_xlim()[0] > 0.7
     assert "bounded: clean 0.375" in texts and "bounded" not in texts
     assert "certifiable" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_the_certifiable_point_is_said_in_words_measured_or_not():
+    table = pd.DataFrame({"clean": [0.98, 0.375, 0.5], "robust": [0.4, 0.256, 0.3], "euler_map": [0, 0, 2],
+                          "seeds": [3, 3, 3]},
+                         index=["vanilla T=1", "CNN (norms bounded)", "weight rho=1 (norms bounded)"])
+    cert = pd.DataFrame({"certified at 0.1": [0.114], "certified at 0.5": [0.0]}, index=["CNN (norms bounded)"])
+    text = c09_front.cert_answer(cert, table, ["weight rho=1 (norms bounded)", "CNN (norms bounded)"], 1000, "MNIST")
+    assert text == ("On MNIST (certified accuracy on the first 1000 test images, mean over seeds): the weight rho=1 "
+                    "(norms bounded) is not measured yet (its runs are listed under what ran); the CNN (norms bounded) "
+                    "certifies 0.114 at radius 0.1, 0.000 at radius 0.5, at a clean accuracy of 0.375 and a robust "
+                    "accuracy of 0.256 on the front. The front's most accurate recipe, vanilla T=1, reaches a clean "
+                    "accuracy of 0.980: the certifiable recipe gives up 0.605 of clean accuracy.")
+    cert.loc["weight rho=1 (norms bounded)"] = [0.2, 0.01]
+    text = c09_front.cert_answer(cert, table, ["weight rho=1 (norms bounded)", "CNN (norms bounded)"], 1000, "MNIST")
+    assert "certifies 0.200 at radius 0.1, 0.010 at radius 0.5, at a clean accuracy of 0.500" in text
+    assert "its Euler map contracts in 2 of 3 seeds" in text
+    assert "recipes give up 0.480 of clean accuracy or more" in text

@@ -186,6 +186,31 @@ def init_table(front: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cells).rename_axis("init").rename(columns={"none": "vanilla"})
 
 
+def cert_answer(cert: pd.DataFrame, table: pd.DataFrame, planned: list[str], images: int, dataset: str) -> str:
+    """The certifiable point in words: per planned certifiable recipe (``planned``, names), its certified L2
+    accuracy per radius (``cert``: mean over seeds, index recipe, columns "certified at <r>"), its clean and robust
+    accuracy and Euler certificates on the front (``table``: the dataset's ``summary``), beside the front's most
+    accurate recipe; or that it is not measured yet."""
+    parts = []
+    for name in planned:
+        if name not in cert.index or name not in table.index:
+            parts.append(f"the {name} is not measured yet (its runs are listed under what ran)")
+            continue
+        row = table.loc[name]
+        radii = ", ".join(f"{v:.3f} at radius {c.split()[-1]}" for c, v in cert.loc[name].items())
+        euler = (f"; its Euler map contracts in {int(row['euler_map'])} of {int(row['seeds'])} seeds"
+                 if name.split()[0] in ("vanilla", "weight", "jacobian") else "")
+        parts.append(f"the {name} certifies {radii}, at a clean accuracy of {row['clean']:.3f} and a robust "
+                     f"accuracy of {row['robust']:.3f} on the front{euler}")
+    best, measured = table["clean"].idxmax(), [n for n in planned if n in cert.index and n in table.index]
+    gap = table.loc[best, "clean"] - table.loc[measured, "clean"].max() if measured else 0.0
+    cost = ((": the certifiable recipe gives up" if len(measured) == 1 else ": the certifiable recipes give up")
+            + f" {gap:.3f} of clean accuracy{'' if len(measured) == 1 else ' or more'}" if measured else "")
+    return (f"On {dataset} (certified accuracy on the first {images} test images, mean over seeds): "
+            + "; ".join(parts) + f". The front's most accurate recipe, {best}, reaches a clean accuracy of "
+            f"{table.loc[best, 'clean']:.3f}{cost}.")
+
+
 def split_stored(cfgs: list[RunConfig], suite: str, front: str) -> tuple[list[RunConfig], list[RunConfig]]:
     """(runs trained, evaluated and measured under the front's suite, runs the budget has not reached): the
     chapter shows the first and lists the second as not run. A recipe is shown once all its planned seeds are
