@@ -156,7 +156,7 @@ def test_the_certifiable_point_is_said_in_words_measured_or_not():
     cert = pd.DataFrame({"certified at 0.1": [0.114], "certified at 0.5": [0.0]}, index=["CNN (norms bounded)"])
     text = c09_front.cert_answer(cert, table, ["weight rho=1 (norms bounded)", "CNN (norms bounded)"], 1000, "MNIST")
     assert text == ("On MNIST (certified accuracy on the first 1000 test images, mean over seeds): the weight rho=1 "
-                    "(norms bounded) is not measured yet (its runs are listed under what ran); the CNN (norms bounded) "
+                    "(norms bounded) is not measured yet (not all its seeds have run); the CNN (norms bounded) "
                     "certifies 0.114 at radius 0.1, 0.000 at radius 0.5, at a clean accuracy of 0.375 and a robust "
                     "accuracy of 0.256 on the front. The front's most accurate recipe, vanilla T=1, reaches a clean "
                     "accuracy of 0.980: the certifiable recipe gives up 0.605 of clean accuracy.")

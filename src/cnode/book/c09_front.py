@@ -194,7 +194,7 @@ def cert_answer(cert: pd.DataFrame, table: pd.DataFrame, planned: list[str], ima
     parts = []
     for name in planned:
         if name not in cert.index or name not in table.index:
-            parts.append(f"the {name} is not measured yet (its runs are listed under what ran)")
+            parts.append(f"the {name} is not measured yet (not all its seeds have run)")
             continue
         row = table.loc[name]
         radii = ", ".join(f"{v:.3f} at radius {c.split()[-1]}" for c, v in cert.loc[name].items())
