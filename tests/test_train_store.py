@@ -218,6 +218,36 @@ def test_the_front_measurement_is_stored_beside_the_run_and_never_above_clean(tm
     assert store.load_or_front(run, "smoke") == found and list(run.path.glob("front-*.json"))
 
 
+
+def test_a_killed_front_measurement_resumes_after_its_last_finished_radius(tmp_path, monkeypatch):
+    """A front killed during its second radius keeps the first (a partial file); the rerun attacks the second
+    radius alone and stores what an unbroken measurement stores (AutoAttack reseeds every attack)."""
+    import dataclasses
+
+    from cnode.core import data, front
+
+    two = dataclasses.replace(front.FRONTS["smoke"], eps=(0.05, 0.1))
+    monkeypatch.setitem(front.FRONTS, "smoke", two)
+    run = store.load_or_train(RunConfig.from_profile("smoke"), tmp_path)
+    whole = front.measure(run.model, *data.load("mnist", "test", two.images), two)
+    real, attacked = front.autoattack, []
+
+    def attack(model, x, y, eps, *args):
+        attacked.append(eps)
+        if eps == 0.1 and len(attacked) == 2:
+            raise KeyboardInterrupt  # killed during the second radius
+        return real(model, x, y, eps, *args)
+
+    monkeypatch.setattr(front, "autoattack", attack)
+    with pytest.raises(KeyboardInterrupt):
+        store.load_or_front(run, "smoke")
+    partial = run.path / store.front_file("smoke").replace(".json", ".partial.json")
+    assert partial.exists() and not (run.path / store.front_file("smoke")).exists()
+    found = store.load_or_front(run, "smoke")
+    assert attacked == [0.05, 0.1, 0.1] and not partial.exists()  # the first radius was not attacked again
+    assert [{k: r[k] for k in ("eps", "acc", "correct", "after")} for r in found["rows"]] == \
+        [{k: r[k] for k in ("eps", "acc", "correct", "after")} for r in whole["rows"]]
+
 def test_the_certificate_survives_the_margin_attack(tmp_path):
     """The certifiable point's training (operator norms projected every step) on a smoke CNODE and CNN: L2 PGD
     on the logit margin, at each certified image's own radius, never changes a certified prediction, and no

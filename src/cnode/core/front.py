@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -65,21 +66,29 @@ def dataset_eps(settings: FrontSettings, dataset: str) -> list[float]:
 
 
 def measure(model: nn.Module, images: Tensor, labels: Tensor, settings: FrontSettings,
-            dataset: str = "mnist") -> dict[str, Any]:
+            dataset: str = "mnist", partial: dict[str, Any] | None = None,
+            on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Robust accuracy under ``settings`` of ``model`` on the first ``settings.images`` of (images, labels) of
     ``dataset``: per eps (``dataset_eps``), the accuracy, the per-image outcomes (``pack_bits``) and AutoAttack's
-    own log of robust accuracy after each attack and its warnings."""
+    own log of robust accuracy after each attack and its warnings. ``partial`` ({"rows", "seconds"}, what an
+    interrupted call measured) resumes after its radii; ``on_row`` receives that state after every radius, so a
+    caller can store it (AutoAttack reseeds every attack: a resumed radius is the one an unbroken call measures)."""
     start = time.perf_counter()
     x, y = images[:settings.images], labels[:settings.images]
     audit = AuditSettings(images=settings.images, aa_attacks=settings.attacks, seed=settings.seed)
-    rows = []
+    rows, before = (list(partial["rows"]), float(partial["seconds"])) if partial else ([], 0.0)
     for eps in dataset_eps(settings, dataset):
+        if any(abs(row["eps"] - eps) < 1e-12 for row in rows):
+            continue
         adv, log = autoattack(model, x, y, eps, audit, settings.apgd)
         flags = correct(model, adv, y) & correct(model, x, y)  # an image wrong when clean counts as broken
         rows.append({"eps": eps, "acc": flags.float().mean().item(), "n": len(flags), "correct": pack_bits(flags),
                      **log})
+        if on_row is not None:
+            on_row({"rows": rows, "seconds": before + time.perf_counter() - start})
+    rows.sort(key=lambda row: dataset_eps(settings, dataset).index(row["eps"]))
     return {"settings": dataclasses.asdict(settings), "rows": rows, "clean_subset": correct(model, x, y).float()
-            .mean().item(), "seconds": time.perf_counter() - start}
+            .mean().item(), "seconds": before + time.perf_counter() - start}
 
 
 def robust(result: dict[str, Any], eps: float) -> float:

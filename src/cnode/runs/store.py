@@ -291,21 +291,28 @@ def front_file(settings_name: str) -> str:
 
 def load_or_front(run: Run, settings_name: str) -> dict[str, Any]:
     """The robust accuracy of a run under the front's attack suite (``cnode.core.front``, book chapter 9), cached
-    beside the run; on the run's device, on its test split."""
+    beside the run; on the run's device, on its test split. Each finished radius is kept in
+    ``front-<key>.partial.json`` (git-ignored) until the whole measurement is stored: a killed one resumes there."""
     from cnode.core.front import FRONTS, measure
 
     settings = FRONTS[checks.one_of("front", settings_name, FRONTS)]
+    name = front_file(settings_name)
+    partial = run.path / name.replace(".json", ".partial.json")
 
     def compute() -> dict[str, Any]:
         images, labels = data.load(run.cfg.dataset, "test", settings.images)
         device = resolve_device(run.cfg.device)
         try:
-            return {"front": settings_name, **measure(run.model.to(device), images.to(device), labels.to(device),
-                                                     settings, run.cfg.dataset)}
+            return {"front": settings_name, **measure(
+                run.model.to(device), images.to(device), labels.to(device), settings, run.cfg.dataset,
+                _read_json(partial) if partial.exists() else None,
+                lambda state: write_atomic(partial, _json_bytes(state)))}
         finally:
             run.model.cpu()
 
-    return _load_or_derive(run, front_file(settings_name), compute)
+    found = _load_or_derive(run, name, compute)
+    partial.unlink(missing_ok=True)
+    return found
 
 
 def load_or_evaluate_all(cfgs: list[RunConfig], suite_name: str,
