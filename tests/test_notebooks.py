@@ -42,6 +42,8 @@ def test_chapter_conventions(notebook: Path):
         tree = ast.parse(cell.source)
         assert not any(isinstance(n, ast.FunctionDef | ast.ClassDef) for n in ast.walk(tree)), "logic belongs in src/"
         assert not any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+        assert not any(o.get("output_type") == "execute_result" for o in cell.get("outputs", [])), \
+            "a cell's last expression shows its value on the page: assign it (`_ = ...`)"
     assert all(c.execution_count for c in code if c.source.strip()), "committed notebooks are executed"
 
 
