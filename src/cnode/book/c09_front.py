@@ -65,7 +65,7 @@ def not_run_text(not_run: list[RunConfig], planned: int, trained: set[str], meas
     (keys in ``trained``) whose front is not measured yet, and measured ones (keys in ``measured``) that wait for
     the other seeds of their recipe; or that every planned run is shown."""
     if not not_run:
-        return "Every planned run is on the fronts below."
+        return "Every planned run is on the fronts."
 
     def runs(n: int, what: str) -> str:
         return f"{n} {what}{'' if n == 1 else 's'}"
