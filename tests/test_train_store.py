@@ -218,7 +218,6 @@ def test_the_front_measurement_is_stored_beside_the_run_and_never_above_clean(tm
     assert store.load_or_front(run, "smoke") == found and list(run.path.glob("front-*.json"))
 
 
-
 def test_a_killed_front_measurement_resumes_after_its_last_finished_radius(tmp_path, monkeypatch):
     """A front killed during its second radius keeps the first (a partial file); the rerun attacks the second
     radius alone and stores what an unbroken measurement stores (AutoAttack reseeds every attack)."""
@@ -247,6 +246,7 @@ def test_a_killed_front_measurement_resumes_after_its_last_finished_radius(tmp_p
     assert attacked == [0.05, 0.1, 0.1] and not partial.exists()  # the first radius was not attacked again
     assert [{k: r[k] for k in ("eps", "acc", "correct", "after")} for r in found["rows"]] == \
         [{k: r[k] for k in ("eps", "acc", "correct", "after")} for r in whole["rows"]]
+
 
 def test_the_certificate_survives_the_margin_attack(tmp_path):
     """The certifiable point's training (operator norms projected every step) on a smoke CNODE and CNN: L2 PGD

@@ -199,7 +199,7 @@ def cert_answer(cert: pd.DataFrame, table: pd.DataFrame, planned: list[str], ima
         row = table.loc[name]
         radii = ", ".join(f"{v:.3f} at radius {c.split()[-1]}" for c, v in cert.loc[name].items())
         euler = (f"; its Euler map contracts in {int(row['euler_map'])} of {int(row['seeds'])} seeds"
-                 if name.split()[0] in ("vanilla", "weight", "jacobian") else "")
+                 if not name.startswith("CNN") else "")  # recipe() names every CNN "CNN ..."
         parts.append(f"the {name} certifies {radii}, at a clean accuracy of {row['clean']:.3f} and a robust "
                      f"accuracy of {row['robust']:.3f} on the front{euler}")
     best, measured = table["clean"].idxmax(), [n for n in planned if n in cert.index and n in table.index]

@@ -86,7 +86,6 @@ def measure(model: nn.Module, images: Tensor, labels: Tensor, settings: FrontSet
                      **log})
         if on_row is not None:
             on_row({"rows": rows, "seconds": before + time.perf_counter() - start})
-    rows.sort(key=lambda row: dataset_eps(settings, dataset).index(row["eps"]))
     return {"settings": dataclasses.asdict(settings), "rows": rows, "clean_subset": correct(model, x, y).float()
             .mean().item(), "seconds": before + time.perf_counter() - start}
 
